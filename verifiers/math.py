@@ -1,0 +1,308 @@
+"""Math answer verifier: extract -> normalise -> parse -> equivalence, bounded in time.
+
+The reward for RL with verifiable rewards. ``verify_math(completion, gold)`` returns a MathVerdict
+that says whether the completion's final answer equals the gold and *why*: what was extracted,
+the normalised forms, the kind of object the gold is, and each step that decided it.
+
+How it stays fast and bounded:
+
+- the common case (integers, fractions, decimals, ``x = 5/3``) is decided in-process by exact
+  rational arithmetic in tens of microseconds -- no sympy, no process;
+- answers are parsed by our own small parser (never ``eval``, never ``sympy.parse_expr``), and
+  exponent towers, huge factorials and huge integers are refused by size guards before anything
+  is computed; constants and expressions are compared numerically with mpmath (50 digits; random
+  positive points for variables);
+- only what that cannot settle (non-linear inequalities, cancellation past 50 digits) goes to a
+  persistent sympy worker process that is killed if it overruns its time (``_math_pool``).
+
+Known limits: answer variables are taken as positive reals (so ``\\sqrt{x^2}`` equals ``x``
+unless the gold writes ``|x|``); calculus notation, set-builder notation and ``\\cases`` are
+``unparsable``; several *different* boxed answers count as hedging and score 0.
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import lru_cache
+
+from verifiers._math_extract import EXTRACTION, Extraction, extract_answer
+from verifiers._math_judge import Judge, NeedSympy, TooLarge, kind_of, prepare
+from verifiers._math_parse import ParseError, clean, looks_like_text, number_from_words, \
+    parse_answer, render, text_form
+
+__all__ = ["MathVerdict", "verify_math", "verify_math_many", "math_reward", "warm_up"]
+
+DEFAULT_TIMEOUT_S = 2.0
+_WEAK = ("answer_tag", "the_answer_is", "bare", "latex_delims")   # if these yield junk, try the next rule
+_GOLD_EXTRACTION = ("boxed", "gsm8k")
+_OPTIONS = ("timeout_s", "fallback_last_number", "extraction", "rel_tol")
+
+
+@dataclass(frozen=True)
+class MathVerdict:
+    """Whether a completion's answer equals the gold, and the path that decided it.
+
+    reason: ``equal`` | ``not_equal`` | ``hedged`` (several different answers) | ``no_answer`` |
+    ``unparsable`` (includes values refused by the size guards) | ``timeout`` | ``error``.
+    kind: what the gold is (integer, rational, decimal, number, expression, equation,
+    inequality, interval, set, tuple, list, matrix, assignments, text), or None.
+    steps: human-readable path, e.g. ("extracted '\\\\frac{1}{2}' from \\\\boxed{}",
+    "normalised -> 1/2", "gold kind: rational", "exact rational compare: equal").
+    """
+    correct: bool
+    score: float
+    reason: str
+    extracted: str | None
+    gold_normalised: str | None
+    pred_normalised: str | None
+    kind: str | None
+    steps: tuple[str, ...]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """A pair the in-process judge could not settle: the sympy worker finishes it."""
+    gold: tuple
+    pred: tuple
+    rel_tol: float | None
+    fields: dict
+
+
+@lru_cache(maxsize=8192)
+def _parse(text: str, thousands: bool):
+    """(tree, units) or (None, why); cached because golds and common answers repeat."""
+    try:
+        return parse_answer(text, thousands=thousands)
+    except ParseError as exc:
+        return None, str(exc)
+
+
+def _verdict(reason: str, start: float, steps, correct: bool = False, **fields) -> MathVerdict:
+    fields = {"extracted": None, "gold_normalised": None, "pred_normalised": None,
+              "kind": None, **fields}
+    return MathVerdict(correct=correct, score=1.0 if correct else 0.0, reason=reason,
+                       steps=tuple(steps), seconds=time.perf_counter() - start, **fields)
+
+
+def _gold_answer(gold: str, steps: list) -> str:
+    found = extract_answer(gold, methods=_GOLD_EXTRACTION, fallback_last_number=False)
+    if found.answer is not None:
+        steps.append(f"gold: {found.describe()}")
+        return found.answer
+    return gold
+
+
+def _text_verdict(gold_text: str, pred_text: str, start, steps, extracted) -> MathVerdict:
+    same = bool(text_form(gold_text)) and text_form(gold_text) == text_form(pred_text)
+    steps.append(f"text compare {text_form(gold_text)!r} vs {text_form(pred_text)!r}: "
+                 f"{'equal' if same else 'not equal'}")
+    return _verdict("equal" if same else "not_equal", start, steps, correct=same,
+                    extracted=extracted, gold_normalised=text_form(gold_text),
+                    pred_normalised=text_form(pred_text), kind="text")
+
+
+def _hedged(extraction: Extraction, pred_tree, thousands: bool, steps) -> bool:
+    """Several different boxed answers are a hedge unless they all mean the same thing."""
+    for other in extraction.others:
+        tree, _ = _parse(clean(other), thousands)
+        judge = Judge()
+        try:
+            same = tree is not None and judge.judge(pred_tree, tree) == "equal"
+        except (NeedSympy, TooLarge):
+            same = False
+        if not same:
+            steps.append(f"another boxed answer {other!r} differs from the last one: hedged")
+            return True
+    return False
+
+
+def _prepare_pair(completion, gold, start, *, fallback_last_number=True,
+                  extraction=EXTRACTION, rel_tol=None):
+    """Everything up to the sympy worker: a MathVerdict, or a _Pending for the worker."""
+    steps: list[str] = []
+    if not isinstance(gold, str):
+        gold = "" if gold is None else str(gold)
+    if not isinstance(completion, str):
+        return _verdict("no_answer", start, ["completion is not a string"])
+    gold_text = clean(_gold_answer(gold, steps))
+    if not gold_text:
+        return _verdict("unparsable", start, steps + ["the gold is empty"])
+
+    methods = tuple(extraction)
+    while True:
+        found = extract_answer(completion, methods=methods,
+                               fallback_last_number=fallback_last_number)
+        if found.answer is None:
+            return _verdict("no_answer", start, steps + ["no answer found in the completion"])
+        steps.append(found.describe())
+        pred_text = clean(found.answer)
+        if looks_like_text(pred_text) and not looks_like_text(gold_text) and \
+                (number := number_from_words(text_form(pred_text))) is not None:
+            steps.append(f"number words read as {number}")
+            pred_text = str(number)
+        if looks_like_text(gold_text) or looks_like_text(pred_text):
+            return _text_verdict(gold_text, pred_text, start, steps, found.answer)
+        gold_tree, gold_units = _parse(gold_text, True)
+        if gold_tree is None:
+            steps.append(f"gold unparsable ({gold_units}): falling back to text")
+            return _text_verdict(gold_text, pred_text, start, steps, found.answer)
+        multi = prepare(gold_tree)[0] == "list" or gold_tree[0] == "seq" and gold_tree[1] == "{"
+        thousands = not multi                              # "1,000" is a list if the gold is
+        if multi and found.others:                          # \boxed{2}, \boxed{3} for "2, 3"
+            steps.append("gold has several values: the boxed answers are read together")
+            found = Extraction(", ".join(found.others + (found.answer,)), found.method)
+            pred_text = clean(found.answer)
+        pred_tree, pred_units = _parse(pred_text, thousands)
+        if pred_tree is not None or found.method not in _WEAK:
+            break
+        steps.append(f"unparsable ({pred_units}); trying the next rule")
+        methods = methods[methods.index(found.method) + 1:]
+
+    fields = {"extracted": found.answer, "gold_normalised": render(gold_tree),
+              "kind": kind_of(prepare(gold_tree))}
+    if pred_tree is None:
+        return _verdict("unparsable", start, steps + [f"prediction unparsable: {pred_units}"],
+                        **fields)
+    fields["pred_normalised"] = render(pred_tree)
+    steps.append(f"normalised -> {fields['pred_normalised']}"
+                 + (f" (dropped units: {', '.join(pred_units)})" if pred_units else ""))
+    steps.append(f"gold kind: {fields['kind']} ({fields['gold_normalised']})")
+    if _hedged(found, pred_tree, thousands, steps):
+        return _verdict("hedged", start, steps, **fields)
+    judge = Judge(rel_tol)
+    try:
+        outcome = judge.judge(gold_tree, pred_tree)
+    except TooLarge as exc:
+        return _verdict("unparsable", start, steps + judge.steps + [f"guard: {exc}"], **fields)
+    except NeedSympy as exc:
+        steps += judge.steps + [f"in-process evidence not conclusive ({exc}): sympy worker"]
+        return _Pending(gold_tree, pred_tree, rel_tol, {"steps": steps, **fields})
+    return _verdict(outcome, start, steps + judge.steps, correct=outcome == "equal", **fields)
+
+
+def _finish(pending: _Pending, result, start) -> MathVerdict:
+    fields = dict(pending.fields)
+    steps = fields.pop("steps")
+    if result[0] == "ok":
+        outcome = result[1]
+        return _verdict(outcome, start, steps + list(result[2]), correct=outcome == "equal",
+                        **fields)
+    if result[0] == "timeout":
+        return _verdict("timeout", start, steps + [result[1]], **fields)
+    return _verdict("error", start, steps + list(result[2]) + [result[1]], **fields)
+
+
+def _safe(fn, start, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except Exception as exc:           # noqa: BLE001 - the verifier never raises on input
+        return _verdict("error", start, [f"internal error: {type(exc).__name__}: {exc}"])
+
+
+def _split_options(options):
+    unknown = set(options) - set(_OPTIONS)
+    if unknown:
+        raise TypeError(f"unknown option(s) {sorted(unknown)}; known: {_OPTIONS}")
+    timeout_s = float(options.pop("timeout_s", DEFAULT_TIMEOUT_S))
+    return timeout_s, options
+
+
+def verify_math(completion: str, gold: str, **options) -> MathVerdict:
+    """Is the final answer in ``completion`` mathematically equal to ``gold``?
+
+    completion: model output (any text); gold: the reference answer (``"\\frac{1}{2}"``,
+    ``"72"``, a GSM8K solution ending in ``#### 72``, ``"(-\\infty, 2]"``, ...).
+    Options (keyword only):
+      timeout_s=2.0             wall-clock bound for the whole call, from any thread;
+      fallback_last_number=True if no rule finds an answer, take the last number in the text;
+      extraction=EXTRACTION     rules tried in order: "boxed", "answer_tag", "the_answer_is",
+                                "gsm8k", "bare" (whole completion), "latex_delims", "last_number";
+      rel_tol=None              also accept decimals within this relative error of the gold;
+                                by default a decimal gold is compared at the precision written
+                                (gold 3.14 accepts 3.14159, not 3.1) and an exact gold exactly.
+    Never raises on any string input; a bad input gets a verdict whose reason says why.
+    The first call that needs sympy in a process may return ``timeout`` while its worker
+    starts (~1 s); call ``warm_up()`` first, or use verify_math_many, which waits for it.
+    """
+    start = time.perf_counter()
+    timeout_s, options = _split_options(dict(options))
+    prepared = _safe(_prepare_pair, start, completion, gold, start, **options)
+    if isinstance(prepared, MathVerdict):
+        return prepared
+    from verifiers._math_pool import get_pool
+    remaining = timeout_s - (time.perf_counter() - start)
+    result = get_pool().run((prepared.gold, prepared.pred, prepared.rel_tol), max(remaining, 0))
+    return _safe(_finish, start, prepared, result, start)
+
+
+def verify_math_many(pairs, workers: int | None = None, **options) -> list[MathVerdict]:
+    """verify_math over (completion, gold) pairs; results in input order.
+
+    Everything the in-process path settles is done first, in this process (microseconds each);
+    the rest runs on ``workers`` sympy worker processes in parallel (default 2). Unlike a single
+    call, a batch waits for its workers to start, so a cold start does not turn into timeouts.
+    """
+    timeout_s, options = _split_options(dict(options))
+    out: list = []
+    pending = []
+    for k, (completion, gold) in enumerate(pairs):
+        start = time.perf_counter()
+        prepared = _safe(_prepare_pair, start, completion, gold, start, **options)
+        out.append(prepared)
+        if isinstance(prepared, _Pending):
+            pending.append((k, prepared, time.perf_counter() - start))
+    if not pending:
+        return out
+    from verifiers._math_pool import get_pool
+    pool = get_pool()
+    workers = max(1, workers or 2)
+    pool.warm(min(workers, len(pending)))
+
+    def finish(item):
+        k, prepared, spent = item
+        start = time.perf_counter() - spent
+        result = pool.run((prepared.gold, prepared.pred, prepared.rel_tol),
+                          max(timeout_s - spent, 0))
+        out[k] = _safe(_finish, start, prepared, result, start)
+
+    with ThreadPoolExecutor(max_workers=min(workers, len(pending))) as executor:
+        list(executor.map(finish, pending))
+    return out
+
+
+def _completion_text(completion) -> str:
+    """Text of a completion: a string, or TRL's conversational [{"role", "content"}, ...]."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        completion = [completion]
+    if isinstance(completion, (list, tuple)) and completion:
+        messages = [m for m in completion if isinstance(m, dict)]
+        assistant = [m for m in messages if m.get("role", "assistant") == "assistant"]
+        content = (assistant or messages or [{}])[-1].get("content", "")
+        if isinstance(content, list):                  # [{"type": "text", "text": ...}]
+            content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+        return content if isinstance(content, str) else ""
+    return ""
+
+
+def math_reward(prompts, completions, answer, **kwargs) -> list[float]:
+    """TRL-compatible reward: 1.0 where the completion's answer equals ``answer``, else 0.0.
+
+    completions: strings or conversational message lists; answer: one gold per completion
+    (TRL passes the dataset column) or a single gold for all. Verifier options (timeout_s,
+    fallback_last_number, extraction, rel_tol) may be passed as keywords; TRL's own keywords
+    (completion_ids, trainer_state, ...) are ignored.
+    """
+    options = {name: kwargs[name] for name in _OPTIONS if name in kwargs}
+    texts = [_completion_text(c) for c in completions]
+    golds = list(answer) if isinstance(answer, (list, tuple)) else [answer] * len(texts)
+    return [v.score for v in verify_math_many(zip(texts, golds), **options)]
+
+
+def warm_up(workers: int = 1, wait_s: float = 60.0) -> int:
+    """Start the sympy workers now (optional), so the first hard answer does not wait for one."""
+    from verifiers._math_pool import get_pool
+    return get_pool().warm(workers, wait_s)

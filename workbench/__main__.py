@@ -1,0 +1,140 @@
+"""Command line: ``python -m workbench train | eval | inspect``.
+
+    python -m workbench train --out runs/first            # the tiny default, a few minutes on CPU
+    python -m workbench train --resume runs/first         # continue a killed run
+    python -m workbench eval --model runs/first/checkpoints/step-000150/weights
+    python -m workbench inspect runs/first                # what happened in a run
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m workbench", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="run GRPO and evaluate before/after")
+    where = t.add_mutually_exclusive_group(required=True)
+    where.add_argument("--out", help="new run folder")
+    where.add_argument("--resume", metavar="DIR", help="resume the run in DIR from its last checkpoint")
+    _common(t)
+    t.add_argument("--steps", type=int, help="GRPO steps (default 150)")
+    t.add_argument("--group-size", type=int, help="completions per prompt (default 8)")
+    t.add_argument("--prompts-per-step", type=int, help="prompts per step (default 8)")
+    t.add_argument("--loss-type", choices=["grpo", "bnpo", "dr_grpo", "dapo"])
+    t.add_argument("--lr", type=float, help="learning rate")
+    t.add_argument("--beta", type=float, help="KL weight (default 0)")
+    t.add_argument("--lora", action="store_true", help="train LoRA adapters (default for real models)")
+    t.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 25)")
+    t.add_argument("--eval-examples", type=int, help="held-out problems evaluated (default 200)")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+
+    e = sub.add_parser("eval", help="held-out greedy accuracy of a model")
+    _common(e)
+    e.add_argument("--examples", type=int, default=200)
+
+    i = sub.add_parser("inspect", help="short text summary of a run folder")
+    i.add_argument("run", help="run folder")
+    return p
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", help="sum (default) | linear | gsm8k:PATH | math:PATH")
+    p.add_argument("--model", help="'tiny' (default), a local folder or a hub id")
+    p.add_argument("--tier", choices=["auto", "unsloth", "bnb4", "plain"])
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="cpu | cuda | cuda:1 (default: cuda if present)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+
+
+def settings_from_args(args):
+    from .settings import TrainSettings
+
+    s = TrainSettings()
+    m, g, t = s.model, s.grpo, s.task
+    if args.model:
+        m = replace(m, model=args.model)
+    if args.tier:
+        m = replace(m, tier=args.tier)
+    if getattr(args, "lora", False):
+        m = replace(m, lora=True)
+    if args.task:
+        t = replace(t, name=args.task)
+    for flag, field in [("max_new_tokens", "max_new_tokens"), ("group_size", "group_size"),
+                        ("prompts_per_step", "prompts_per_step"), ("loss_type", "loss_type"),
+                        ("lr", "learning_rate"), ("beta", "beta")]:
+        value = getattr(args, flag, None)
+        if value is not None:
+            g = replace(g, **{field: value})
+    if g.group_size * g.prompts_per_step % g.micro_batch_size:
+        g = replace(g, micro_batch_size=g.group_size * g.prompts_per_step)
+    if g.generation_batch_size % g.group_size:
+        g = replace(g, generation_batch_size=g.group_size * g.prompts_per_step)
+    top = {}
+    for flag in ("steps", "seed", "device", "threads", "checkpoint_every", "eval_examples"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            top[flag] = value
+    if m.model != "tiny" and args.lr is None:
+        g = replace(g, learning_rate=1e-5 if m.lora is False else 5e-5)  # full FT vs LoRA
+    return replace(s, model=m, task=t, grpo=g, **top)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from .runs import RunStoreError
+    from .settings import SettingsError
+
+    try:
+        if args.command == "inspect":
+            from .runs import describe_run
+
+            print(describe_run(args.run))
+            return 0
+        if args.command == "eval":
+            return _eval(args)
+        return _train(args)
+    except (SettingsError, RunStoreError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _train(args) -> int:
+    from .trainer import train
+
+    if args.resume:
+        summary = train(None, args.resume, resume=True)
+        out = args.resume
+    else:
+        summary = train(settings_from_args(args), args.out, overwrite=args.overwrite)
+        out = args.out
+    print(f"held-out accuracy: {summary['accuracy_before']:.3f} -> {summary['accuracy_after']:.3f} "
+          f"({summary['steps']} steps, {summary['training_seconds']:.0f}s training, "
+          f"{summary['mean_step_seconds']:.2f}s/step)")
+    print(f"run folder: {out}  (plot: {out}/rewards.png, summary: {out}/summary.json; "
+          f"`python -m workbench inspect {out}`)")
+    return 0
+
+
+def _eval(args) -> int:
+    from .models import load_policy
+    from .tasks import get_task
+    from .trainer import evaluate_policy
+
+    s = settings_from_args(args)
+    task = get_task(s.task.name, **s.task.knobs)
+    policy = load_policy(s.model, device=s.device, task=task.name)
+    result = evaluate_policy(policy, task, n=args.examples, max_new_tokens=s.grpo.max_new_tokens)
+    print(json.dumps({k: v for k, v in result.items() if k != "examples"}))
+    for ex in result["examples"][:3]:
+        print(f"--- {ex['prompt']!r} gold={ex['answer']} correct={ex['correct']}\n{ex['completion']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

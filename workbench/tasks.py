@@ -1,0 +1,394 @@
+"""Verifiable tasks: synthetic ones for the tiny default, GSM8K / MATH loaders for real models.
+
+``get_task(name, **knobs)`` returns a ``Task`` whose ``train`` and ``test`` are ``datasets.Dataset``
+with at least the columns ``prompt`` (a chat: ``[{"role": "user", "content": ...}]``) and
+``answer`` (the gold, a string the math verifier can check), and whose ``reward_funcs`` follow TRL's
+contract ``f(prompts, completions, **columns) -> list[float]`` so ``trl.GRPOTrainer`` can use them
+unchanged.
+
+The synthetic tasks also know how to *write* solutions, in two styles that the tiny model's
+pretraining corpus mixes (see ``workbench.tiny``):
+
+- worked: one line per step, then ``<answer>…</answer>``;
+- direct: only ``<answer>…</answer>`` holding an *estimate*, the way much text states a number
+  without working it out: close to the truth, exact only by luck.
+
+A model pretrained on that mix can work a sum out step by step, but -- like a base model -- it
+usually answers directly, because most of its corpus does. Its held-out accuracy therefore depends
+on which style it picks, and RL with a verifier teaches it to pick the one that works: the whole
+tiny demo in one sentence.
+
+Held-out problems are fixed by the task's own seed (not the run's), never appear in ``train`` nor in
+the pretraining corpus, and are the same for every run.
+"""
+from __future__ import annotations
+
+import json
+import random
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Callable
+
+TASK_SEED = 1234          # fixes the held-out split; independent of any run's seed
+ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
+_FINAL_TAG = re.compile(r"<answer>[^<]*</answer>\s*$")
+BOXED_INSTRUCTION = "Reason step by step, then put your final answer within \\boxed{}."
+
+
+def completion_text(completion: Any) -> str:
+    """Text of a completion as TRL passes it: a string, or a chat list of role/content dicts."""
+    if isinstance(completion, str):
+        return completion
+    if isinstance(completion, dict):
+        return str(completion.get("content", ""))
+    if isinstance(completion, (list, tuple)):
+        return "".join(completion_text(m) for m in completion if
+                       not isinstance(m, dict) or m.get("role", "assistant") == "assistant")
+    return str(completion)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reward functions (TRL contract). Each returns one float per completion.
+# ---------------------------------------------------------------------------------------------
+
+def answer_reward(prompts, completions, answer, **kwargs) -> list[float]:
+    """1.0 when the verifier says the completion's final answer equals the gold ``answer``."""
+    from verifiers import verify_math
+
+    return [float(verify_math(completion_text(c), str(a)).correct)
+            for c, a in zip(completions, answer)]
+
+
+def tag_format_reward(prompts, completions, **kwargs) -> list[float]:
+    """1.0 when the completion ends with exactly one ``<answer>…</answer>``."""
+    out = []
+    for c in completions:
+        text = completion_text(c)
+        out.append(float(len(ANSWER_TAG.findall(text)) == 1 and bool(_FINAL_TAG.search(text))))
+    return out
+
+
+def boxed_format_reward(prompts, completions, **kwargs) -> list[float]:
+    """1.0 when the completion contains exactly one ``\\boxed{…}`` (hedging scores 0)."""
+    return [float(completion_text(c).count("\\boxed{") == 1) for c in completions]
+
+
+def _named(fn: Callable, name: str) -> Callable:
+    """The same reward under another component name (TRL logs rewards by ``__name__``)."""
+    def named(prompts, completions, **kwargs):
+        return fn(prompts, completions, **kwargs)
+
+    named.__name__ = named.__qualname__ = name
+    named.__doc__ = fn.__doc__
+    return named
+
+
+# ---------------------------------------------------------------------------------------------
+# The Task record
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Task:
+    """A verifiable task: data splits, reward components and (for synthetic tasks) a solver."""
+
+    name: str
+    train: Any                              # datasets.Dataset
+    test: Any                               # datasets.Dataset
+    reward_funcs: tuple[Callable, ...]      # TRL contract; __name__ "<component>_reward"
+    reward_weights: tuple[float, ...]       # weighted total = sum(w * component)
+    knobs: dict = field(default_factory=dict)
+    description: str = ""
+    writer: "SyntheticTask | None" = None   # writes solutions (synthetic tasks only)
+
+    @property
+    def component_names(self) -> tuple[str, ...]:
+        return tuple(reward_component_name(f) for f in self.reward_funcs)
+
+
+def reward_component_name(fn: Callable) -> str:
+    name = getattr(fn, "__name__", type(fn).__name__)
+    return name[: -len("_reward")] if name.endswith("_reward") else name
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthetic tasks
+# ---------------------------------------------------------------------------------------------
+
+class SyntheticTask:
+    """Base for generated tasks: enumerate problems, split, write worked/direct solutions."""
+
+    name = "synthetic"
+    description = ""
+
+    def __init__(self, **knobs):
+        self.knobs = knobs
+
+    # problem -> (question text, gold answer string)
+    def sample_problem(self, rng: random.Random) -> tuple:
+        raise NotImplementedError
+
+    def question(self, problem: tuple) -> str:
+        raise NotImplementedError
+
+    def gold(self, problem: tuple) -> str:
+        raise NotImplementedError
+
+    def worked_steps(self, problem: tuple) -> list[str]:
+        raise NotImplementedError
+
+    def estimate(self, problem: tuple, rng: random.Random) -> str:
+        """A bare answer as a hurried writer states it: near the truth, seldom exact."""
+        raise NotImplementedError
+
+    def solution(self, problem: tuple, style: str = "worked", rng: random.Random | None = None) -> str:
+        """Completion text for ``problem``: ``"worked"`` (steps, then the exact answer) or
+        ``"direct"`` (an unworked estimate; exact only by luck -- needs ``rng``)."""
+        if style == "direct":
+            return f"<answer>{self.estimate(problem, rng or random.Random(0))}</answer>"
+        if style != "worked":
+            raise ValueError(f"style must be 'worked' or 'direct', got {style!r}")
+        return "\n".join(self.worked_steps(problem) + [f"<answer>{self.gold(problem)}</answer>"])
+
+    def row(self, problem: tuple) -> dict:
+        q = self.question(problem)
+        return {"prompt": [{"role": "user", "content": q}], "question": q,
+                "answer": self.gold(problem), "problem": json.dumps(list(problem))}
+
+    def split(self, n_train: int, n_test: int) -> tuple[list[tuple], list[tuple], set]:
+        """Fixed held-out problems (by TASK_SEED) and train problems that never collide with them."""
+        rng = random.Random(TASK_SEED)
+        test, seen = [], set()
+        attempts = 0
+        while len(test) < n_test and attempts < 50 * n_test:
+            p = self.sample_problem(rng)
+            attempts += 1
+            if p not in seen:
+                seen.add(p)
+                test.append(p)
+        held_out = set(seen)
+        train = []
+        rng = random.Random(TASK_SEED + 1)
+        attempts = 0
+        while len(train) < n_train and attempts < 50 * n_train:
+            p = self.sample_problem(rng)
+            attempts += 1
+            if p not in held_out:
+                train.append(p)
+        return train, test, held_out
+
+
+class SumTask(SyntheticTask):
+    """``Add: 7+3+5+8`` -> ``26``. Knobs: ``n_terms`` (default 4), ``max_operand`` (default 9)."""
+
+    name = "sum"
+    description = "multi-step addition of small numbers; worked solutions add one term per line"
+
+    def __init__(self, n_terms: int = 4, max_operand: int = 9):
+        if n_terms < 2:
+            raise ValueError(f"n_terms={n_terms}: a sum needs at least 2 terms")
+        if max_operand < 2:
+            raise ValueError(f"max_operand={max_operand}: must be at least 2")
+        super().__init__(n_terms=n_terms, max_operand=max_operand)
+        self.n_terms, self.max_operand = n_terms, max_operand
+
+    def sample_problem(self, rng):
+        return tuple(rng.randint(1, self.max_operand) for _ in range(self.n_terms))
+
+    def question(self, p):
+        return "Add: " + "+".join(map(str, p))
+
+    def gold(self, p):
+        return str(sum(p))
+
+    def estimate(self, p, rng):
+        return str(sum(p) + rng.randint(-5, 5))     # exact 1 time in 11
+
+    def worked_steps(self, p):
+        steps, acc = [], p[0]
+        for x in p[1:]:
+            steps.append(f"{acc}+{x}={acc + x}")
+            acc += x
+        return steps
+
+
+class LinearTask(SyntheticTask):
+    """``Solve: 3x+2=7`` -> ``5/3``. Knobs: ``max_coef`` (default 9), ``max_rhs`` (default 20).
+
+    Answers are fractions (often not integers), so the verifier must compare rationals: ``10/4``
+    written by the model equals the gold ``5/2``.
+    """
+
+    name = "linear"
+    description = "one linear equation a*x+b=c; answers are fractions"
+
+    def __init__(self, max_coef: int = 9, max_rhs: int = 20):
+        if max_coef < 2 or max_rhs < 1:
+            raise ValueError(f"max_coef={max_coef} must be >= 2 and max_rhs={max_rhs} >= 1")
+        super().__init__(max_coef=max_coef, max_rhs=max_rhs)
+        self.max_coef, self.max_rhs = max_coef, max_rhs
+
+    def sample_problem(self, rng):
+        a = rng.randint(2, self.max_coef)
+        b = rng.randint(-self.max_coef, self.max_coef) or 1
+        c = rng.randint(0, self.max_rhs)
+        return (a, b, c)
+
+    def question(self, p):
+        a, b, c = p
+        return f"Solve: {a}x{'+' if b > 0 else '-'}{abs(b)}={c}"
+
+    def gold(self, p):
+        a, b, c = p
+        x = Fraction(c - b, a)
+        return str(x.numerator) if x.denominator == 1 else f"{x.numerator}/{x.denominator}"
+
+    def estimate(self, p, rng):
+        a, b, c = p
+        return str(round((c - b) / a) + rng.randint(-2, 2))   # a whole number near x
+
+    def worked_steps(self, p):
+        a, b, c = p
+        op = "-" if b > 0 else "+"
+        return [f"{a}x={c}{op}{abs(b)}={c - b}", f"x={c - b}/{a}"]
+
+
+TASKS: dict[str, type[SyntheticTask]] = {"sum": SumTask, "linear": LinearTask}
+_SYNTH_REWARDS = (answer_reward, _named(tag_format_reward, "format_reward"))
+
+
+def get_task(name: str = "sum", *, n_train: int = 4000, n_test: int = 200, path: str | None = None,
+             **knobs) -> Task:
+    """Build a task by name.
+
+    ``"sum"`` (default) and ``"linear"`` are synthetic, with difficulty ``knobs`` (see their
+    classes). ``"gsm8k"`` and ``"math"`` read a local jsonl file given as ``path=`` or as
+    ``"gsm8k:PATH"`` / ``"math:PATH"``; the file is split 90/10 with a fixed seed unless a
+    ``test_path=`` is given.
+    """
+    from datasets import Dataset
+
+    if ":" in name and path is None:
+        name, path = name.split(":", 1)
+    if name in ("gsm8k", "math"):
+        if path is None:
+            raise ValueError(f"task {name!r} reads a local jsonl file: pass path=... "
+                             f"or name='{name}:/path/to/file.jsonl'")
+        return load_jsonl_task(name, path, **knobs)
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(sorted(TASKS))}, "
+                         "'gsm8k:PATH' or 'math:PATH'")
+    writer = TASKS[name](**knobs)
+    train, test, _ = writer.split(n_train, n_test)
+    return Task(
+        name=name,
+        train=Dataset.from_list([writer.row(p) for p in train]),
+        test=Dataset.from_list([writer.row(p) for p in test]),
+        reward_funcs=_SYNTH_REWARDS,
+        reward_weights=(1.0, 0.1),
+        knobs=dict(writer.knobs),
+        description=writer.description,
+        writer=writer,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Real datasets from local files (GSM8K, MATH)
+# ---------------------------------------------------------------------------------------------
+
+def gsm8k_gold(answer_field: str) -> str:
+    """GSM8K's gold: the text after ``####``, thousands separators removed."""
+    if "####" not in answer_field:
+        raise ValueError(f"GSM8K answer has no '####' line: {answer_field[-80:]!r}")
+    return answer_field.rsplit("####", 1)[1].strip().replace(",", "")
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), nested braces respected."""
+    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
+    if not starts:
+        return None
+    i = starts[-1]
+    depth, j = 1, i
+    while j < len(text) and depth:
+        depth += {"{": 1, "}": -1}.get(text[j], 0)
+        j += 1
+    return text[i:j - 1].strip() if depth == 0 else None
+
+
+def _read_jsonl(path: str | Path) -> list[dict]:
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"no such dataset file: {path}")
+    rows = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+    if not rows:
+        raise ValueError(f"{path}: no rows")
+    return rows
+
+
+def _gsm8k_row(r: dict, where: str) -> dict:
+    if "question" not in r or "answer" not in r:
+        raise ValueError(f"{where}: a GSM8K row needs 'question' and 'answer', got {sorted(r)}")
+    return {"question": r["question"], "answer": gsm8k_gold(r["answer"])}
+
+
+def _math_row(r: dict, where: str) -> dict:
+    problem = r.get("problem") or r.get("question")
+    gold = r.get("answer")
+    if gold is None and "solution" in r:
+        gold = last_boxed(r["solution"])
+    if not problem or gold is None:
+        raise ValueError(f"{where}: a MATH row needs 'problem' and 'answer' or a 'solution' "
+                         f"with \\boxed{{}}, got {sorted(r)}")
+    return {"question": problem, "answer": str(gold), "level": str(r.get("level", "")),
+            "type": str(r.get("type", r.get("subject", "")))}
+
+
+def load_jsonl_task(kind: str, path: str | Path, *, test_path: str | Path | None = None,
+                    test_fraction: float = 0.1, limit: int | None = None,
+                    system_prompt: str = BOXED_INSTRUCTION) -> Task:
+    """GSM8K (``question``/``answer`` with ``#### n``) or MATH (``problem``/``solution`` or
+    ``answer``) jsonl as a Task with boxed-answer rewards for instruct models."""
+    from datasets import Dataset
+
+    to_row = {"gsm8k": _gsm8k_row, "math": _math_row}[kind]
+
+    def rows_of(p):
+        raw = _read_jsonl(p)[:limit]
+        out = []
+        for i, r in enumerate(raw):
+            row = to_row(r, f"{p}:{i + 1}")
+            row["prompt"] = [{"role": "system", "content": system_prompt},
+                             {"role": "user", "content": row["question"]}]
+            out.append(row)
+        return out
+
+    rows = rows_of(path)
+    if test_path is not None:
+        train_rows, test_rows = rows, rows_of(test_path)
+    else:
+        rng = random.Random(TASK_SEED)
+        order = list(range(len(rows)))
+        rng.shuffle(order)
+        n_test = max(1, int(round(len(rows) * test_fraction))) if len(rows) > 1 else 0
+        test_rows = [rows[i] for i in order[:n_test]]
+        train_rows = [rows[i] for i in order[n_test:]] or test_rows
+    return Task(
+        name=kind,
+        train=Dataset.from_list(train_rows),
+        test=Dataset.from_list(test_rows),
+        reward_funcs=(answer_reward, _named(boxed_format_reward, "format_reward")),
+        reward_weights=(1.0, 0.1),
+        knobs={"path": str(path)},
+        description=f"{kind} from {path}",
+    )
+

@@ -1,0 +1,416 @@
+"""The GRPO training loop, written out step by step.
+
+Each step (numbers match notebook 04's sections):
+
+1. take ``prompts_per_step`` prompts in a seeded order (the *data position* is checkpointed);
+2. sample ``group_size`` completions per prompt (``workbench.rollouts``);
+3. score them with named reward components (``workbench.rewards``);
+4. turn rewards into group-relative advantages (``workbench.grpo.group_advantages``);
+5. for ``num_iterations`` passes: recompute log-probs with gradients, apply the clipped loss
+   (``workbench.grpo.grpo_loss``) micro-batch by micro-batch, clip gradients, step the optimiser;
+6. record metrics and every completion in the run folder; checkpoint every N steps.
+
+``GRPOTrainer`` holds the state; ``train(settings, out)`` is the whole job the command line runs.
+"""
+from __future__ import annotations
+
+import random
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .grpo import group_advantages, grpo_loss, token_entropy, token_logps, zero_std_groups
+from .models import Policy, load_policy, load_policy_weights, save_policy_weights
+from .rewards import accuracy_of, score_completions
+from .rollouts import Completions, sample_group
+from .runs import Run
+from .settings import TrainSettings, validate_settings
+from .tasks import Task, completion_text, get_task
+
+
+class GRPOTrainer:
+    """GRPO on one policy and one task, logging into a run folder.
+
+    ``out=None`` keeps everything in memory (notebook experiments); with a folder every step is
+    recorded and ``resume=True`` continues a killed run from its last checkpoint.
+    """
+
+    def __init__(self, settings: TrainSettings | None = None, out: str | Path | None = None, *,
+                 policy: Policy | None = None, task: Task | None = None, resume: bool = False,
+                 overwrite: bool = False, callbacks: list[Callable[[dict], None]] | None = None,
+                 verbose: bool = True):
+        settings = settings or TrainSettings()
+        validate_settings(settings)
+        self.settings = settings
+        self.verbose = verbose
+        self.callbacks = list(callbacks or [])
+        if settings.threads:
+            torch.set_num_threads(settings.threads)
+        self.task = task or get_task(settings.task.name, **settings.task.knobs)
+        self.policy = policy or load_policy(settings.model, device=settings.device,
+                                           task=self.task.name, verbose=verbose)
+        self.model, self.tokenizer = self.policy.model, self.policy.tokenizer
+        self.device = self.policy.device
+        g = settings.grpo
+        self.optimizer = torch.optim.AdamW(
+            [p for p in self.model.parameters() if p.requires_grad], lr=g.learning_rate,
+            betas=(0.9, 0.99), weight_decay=g.weight_decay)
+        self.generator = torch.Generator(device="cpu")
+        self.step_count = 0
+        self.data_position = 0
+        self.history: list[dict] = []
+        self._warned: set[str] = set()
+        torch.manual_seed(settings.seed)
+        self.generator.manual_seed(settings.seed)
+        self.run: Run | None = None
+        if out is not None:
+            if resume:
+                self.run = Run.open(out)
+                self._restore()
+            else:
+                self.run = Run.create(out, settings.to_dict(), overwrite=overwrite)
+
+    # ------------------------------------------------------------------------------------------
+    # 1. data order
+    # ------------------------------------------------------------------------------------------
+    def _order(self, epoch: int) -> list[int]:
+        order = list(range(len(self.task.train)))
+        random.Random(self.settings.seed * 100_003 + epoch).shuffle(order)
+        return order
+
+    def next_rows(self) -> list[dict]:
+        n = len(self.task.train)
+        rows = []
+        for _ in range(self.settings.grpo.prompts_per_step):
+            epoch, i = divmod(self.data_position, n)
+            rows.append(self.task.train[self._order(epoch)[i]])
+            self.data_position += 1
+        return rows
+
+    # ------------------------------------------------------------------------------------------
+    # log-probs of completions under the current (or reference) model
+    # ------------------------------------------------------------------------------------------
+    def completion_logps(self, model, comps: Completions, rows: slice, *, with_entropy: bool = False):
+        """(B, T) log-probs of the completion tokens of ``comps[rows]`` (and entropies)."""
+        p_ids, p_mask = comps.prompt_ids[rows], comps.prompt_mask[rows]
+        c_ids, c_mask = comps.completion_ids[rows], comps.completion_mask[rows]
+        ids = torch.cat([p_ids, c_ids], dim=1)                             # (B, P+T)
+        mask = torch.cat([p_mask, c_mask], dim=1)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        T = c_ids.shape[1]
+        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                       logits_to_keep=T + 1).logits[:, :-1, :]             # (B, T, V)
+        logits = logits.float() / self.settings.grpo.temperature
+        logps = token_logps(logits, c_ids)
+        if not with_entropy:
+            return logps, None
+        with torch.no_grad():
+            ent = token_entropy(logits)
+        return logps, ent
+
+    # ------------------------------------------------------------------------------------------
+    # one GRPO step
+    # ------------------------------------------------------------------------------------------
+    def step(self) -> dict:
+        s, g = self.settings, self.settings.grpo
+        t0 = time.perf_counter()
+        # 1. prompts
+        rows = self.next_rows()
+        # 2. a group of completions per prompt
+        comps = sample_group(self.model, self.tokenizer, [r["prompt"] for r in rows],
+                             group_size=g.group_size, max_new_tokens=g.max_new_tokens,
+                             temperature=g.temperature, top_p=g.top_p,
+                             batch_size=g.generation_batch_size, generator=self.generator,
+                             device=self.device)
+        t_gen = time.perf_counter() - t0
+        # 3. rewards, component by component
+        conversational = not isinstance(rows[0]["prompt"], str)
+        completions = ([[{"role": "assistant", "content": t}] for t in comps.texts]
+                       if conversational else list(comps.texts))
+        expanded = [r for r in rows for _ in range(g.group_size)]
+        columns = {k: [r[k] for r in expanded] for k in rows[0] if k != "prompt"}
+        rewards = score_completions(self.task.reward_funcs, [r["prompt"] for r in expanded],
+                                    completions, weights=self.task.reward_weights, columns=columns)
+        t_reward = time.perf_counter() - t0 - t_gen
+        # 4. group-relative advantages
+        advantages = group_advantages(rewards.total, g.group_size, scale=g.scale_rewards)
+        advantages = advantages.to(self.device)
+        # 5. policy update
+        t1 = time.perf_counter()
+        stats = self._update(comps, advantages)
+        t_train = time.perf_counter() - t1
+        self.step_count += 1
+        # 6. record
+        metrics = self._metrics(comps, rewards, advantages, stats, t_gen, t_reward, t_train,
+                                time.perf_counter() - t0)
+        self._warn(metrics)
+        traces = self._traces(rows, comps, rewards, advantages)
+        self.history.append(metrics)
+        if self.run is not None:
+            self.run.append("traces", traces)
+            self.run.append("metrics", [metrics])
+        for cb in self.callbacks:
+            cb(metrics)
+        return metrics
+
+    def _update(self, comps: Completions, advantages: torch.Tensor) -> dict:
+        g = self.settings.grpo
+        n = len(comps)
+        mb = g.micro_batch_size
+        slices = [slice(i, i + mb) for i in range(0, n, mb)]
+        n_tokens = float(comps.completion_mask.sum())
+        old = ref = None
+        if g.num_iterations > 1:                      # the sampling policy, frozen for all passes
+            with torch.no_grad():
+                old = torch.cat([self.completion_logps(self.model, comps, sl)[0] for sl in slices])
+        if g.beta != 0.0:
+            with torch.no_grad(), self.policy.reference() as ref_model:
+                ref = torch.cat([self.completion_logps(ref_model, comps, sl)[0] for sl in slices])
+        self.model.train()
+        totals = {"loss": 0.0, "kl": 0.0, "clip_low": 0.0, "clip_high": 0.0, "entropy": 0.0,
+                  "grad_norm": 0.0}
+        count = 0
+        for _ in range(g.num_iterations):
+            self.optimizer.zero_grad(set_to_none=True)
+            for sl in slices:
+                logps, ent = self.completion_logps(self.model, comps, sl, with_entropy=True)
+                mask = comps.completion_mask[sl].to(logps.dtype)
+                parts = grpo_loss(
+                    logps, old[sl] if old is not None else logps.detach(), advantages[sl], mask,
+                    loss_type=g.loss_type, epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high,
+                    beta=g.beta, ref_logps=ref[sl] if ref is not None else None,
+                    max_completion_length=g.max_new_tokens, num_items_in_batch=n_tokens,
+                    num_micro_batches=len(slices))
+                parts.loss.backward()
+                w = float(mask.sum()) / max(n_tokens, 1.0)
+                totals["loss"] += float(parts.loss.detach())
+                totals["kl"] += parts.kl * w
+                totals["clip_low"] += parts.clip_low * w
+                totals["clip_high"] += parts.clip_high * w
+                totals["entropy"] += float((ent * mask).sum()) / max(n_tokens, 1.0)
+            params = [p for p in self.model.parameters() if p.requires_grad]
+            totals["grad_norm"] += float(torch.nn.utils.clip_grad_norm_(params, g.max_grad_norm))
+            self.optimizer.step()
+            count += 1
+        self.optimizer.zero_grad(set_to_none=True)
+        return {k: v / count for k, v in totals.items()}
+
+    def _metrics(self, comps, rewards, advantages, stats, t_gen, t_reward, t_train, t_step) -> dict:
+        g = self.settings.grpo
+        lengths = comps.lengths.float()
+        m = {"step": self.step_count, "reward_mean": float(rewards.total.mean()),
+             "reward_std": float(rewards.total.std()) if len(comps) > 1 else 0.0}
+        for i, name in enumerate(rewards.names):
+            col = rewards.components[:, i]
+            col = col[~torch.isnan(col)]
+            m[f"reward/{name}/mean"] = float(col.mean()) if col.numel() else None
+            m[f"reward/{name}/std"] = float(col.std()) if col.numel() > 1 else 0.0
+        m["accuracy"] = accuracy_of(rewards)
+        m["completion_length"] = float(lengths.mean())
+        m["completion_length_max"] = float(lengths.max())
+        m["truncated_fraction"] = float((~comps.finished).float().mean())
+        m["kl"] = stats["kl"]
+        m["clip_low"], m["clip_high"] = stats["clip_low"], stats["clip_high"]
+        m["clip_fraction"] = stats["clip_low"] + stats["clip_high"]
+        m["entropy"] = stats["entropy"]
+        m["loss"] = stats["loss"]
+        m["grad_norm"] = stats["grad_norm"]
+        m["zero_std_fraction"] = float(zero_std_groups(rewards.total, g.group_size).float().mean())
+        m["advantage_abs_mean"] = float(advantages.abs().mean())
+        gen_tokens = float(comps.completion_mask.sum())
+        m["generation_seconds"] = round(t_gen, 4)
+        m["reward_seconds"] = round(t_reward, 4)
+        m["training_seconds"] = round(t_train, 4)
+        m["step_seconds"] = round(t_step, 4)
+        m["generation_tokens_per_second"] = gen_tokens / max(t_gen, 1e-9)
+        m["tokens_per_second"] = gen_tokens / max(t_step, 1e-9)
+        m["data_position"] = self.data_position
+        return m
+
+    def _traces(self, rows, comps, rewards, advantages) -> list[dict]:
+        g = self.settings.grpo
+        comp_rows = rewards.as_rows()
+        out = []
+        for i, text in enumerate(comps.texts):
+            row = rows[i // g.group_size]
+            out.append({
+                "step": self.step_count, "group": i // g.group_size, "index": i % g.group_size,
+                "prompt": _prompt_text(row["prompt"]), "completion": text,
+                "answer": str(row.get("answer", "")), "components": comp_rows[i],
+                "reward": float(rewards.total[i]), "advantage": float(advantages[i]),
+                "length": int(comps.completion_mask[i].sum()), "finished": bool(comps.finished[i]),
+            })
+        return out
+
+    def _warn(self, m: dict) -> None:
+        notes = []
+        if m["zero_std_fraction"] >= 1.0:
+            notes.append(("zero_std", "every group gave all its completions the same reward: no "
+                          "learning signal this step. If it persists, change task difficulty, raise "
+                          "group_size or temperature."))
+        if abs(m["loss"]) < 1e-6 and self.settings.grpo.num_iterations == 1:
+            notes.append(("loss_zero", "loss is ~0: expected in GRPO (advantages are centred within "
+                          "each group); watch reward, not loss."))
+        if m["clip_fraction"] > 0.2:
+            notes.append(("clip_high", f"{m['clip_fraction']:.0%} of tokens were clipped: the policy "
+                          "moves too far per step; lower learning_rate or num_iterations."))
+        for key, text in notes:
+            if key == "zero_std" or key not in self._warned:
+                self._warned.add(key)
+                m.setdefault("warnings", []).append(text)
+                if self.verbose:
+                    _write(f"[workbench] step {m['step']}: {text}")
+
+    # ------------------------------------------------------------------------------------------
+    # evaluation
+    # ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, n: int | None = None, *, label: str = "eval", batch_size: int = 100) -> dict:
+        """Greedy held-out accuracy on the first ``n`` test problems (the task's fixed split)."""
+        return evaluate_policy(self.policy, self.task, n=n or self.settings.eval_examples,
+                               max_new_tokens=self.settings.grpo.max_new_tokens, label=label,
+                               step=self.step_count, batch_size=batch_size, run=self.run)
+
+    # ------------------------------------------------------------------------------------------
+    # checkpoints
+    # ------------------------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path | None:
+        if self.run is None:
+            return None
+        tmp = self.run.new_checkpoint_dir(self.step_count)
+        save_policy_weights(self.policy, tmp / "weights")
+        torch.save({"optimizer": self.optimizer.state_dict(),
+                    "torch_rng": torch.random.get_rng_state(),
+                    "sampling_rng": self.generator.get_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                    "python_rng": random.getstate()}, tmp / "trainer_state.pt")
+        return self.run.commit_checkpoint(tmp, self.step_count, {
+            "data_position": self.data_position, "history_len": len(self.history)})
+
+    def _restore(self) -> None:
+        run = self.run
+        ckpt = run.latest_checkpoint()
+        if ckpt is None:                               # killed before the first checkpoint
+            run.truncate_logs({})
+            return
+        state = run.checkpoint_state(ckpt)
+        load_policy_weights(self.policy, ckpt / "weights")
+        blob = torch.load(ckpt / "trainer_state.pt", weights_only=False)
+        self.optimizer.load_state_dict(blob["optimizer"])
+        torch.random.set_rng_state(blob["torch_rng"])
+        self.generator.set_state(blob["sampling_rng"])
+        if blob.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(blob["cuda_rng"])
+        random.setstate(blob["python_rng"])
+        self.step_count = state["step"]
+        self.data_position = state["data_position"]
+        run.truncate_logs(state["log_sizes"])
+        self.history = run.metrics()
+        if self.verbose:
+            _write(f"[workbench] resumed {run.path} from step {self.step_count}")
+
+    # ------------------------------------------------------------------------------------------
+    # the whole job
+    # ------------------------------------------------------------------------------------------
+    def train(self, steps: int | None = None, *, progress: bool = True) -> dict:
+        """Evaluate, run GRPO to ``steps`` (default settings.steps), evaluate, summarise."""
+        from tqdm.auto import tqdm
+
+        s = self.settings
+        total = steps or s.steps
+        t0 = time.time()
+        evals = {e["label"]: e for e in (self.run.evals() if self.run else [])}
+        before = evals.get("before") or self.evaluate(label="before")
+        bar = tqdm(total=total, initial=self.step_count, desc="GRPO", unit="step",
+                   disable=not (progress and self.verbose), dynamic_ncols=True)
+        while self.step_count < total:
+            m = self.step()
+            bar.update(1)
+            bar.set_postfix(reward=f"{m['reward_mean']:.2f}",
+                            acc=f"{m['accuracy']:.2f}" if m["accuracy"] is not None else "-",
+                            len=f"{m['completion_length']:.0f}", refresh=False)
+            if s.eval_every and self.step_count % s.eval_every == 0 and self.step_count < total:
+                self.evaluate(label=f"step-{self.step_count}")
+            if self.step_count % s.checkpoint_every == 0 or self.step_count == total:
+                self.save_checkpoint()
+        bar.close()
+        after = self.evaluate(label="after")
+        return self._summarise(before, after, time.time() - t0)
+
+    def _summarise(self, before: dict, after: dict, seconds: float) -> dict:
+        h = self.history
+        k = max(1, min(10, len(h) // 5))
+        summary = {
+            "model": self.settings.model.model, "tier": self.policy.tier, "task": self.task.name,
+            "accuracy_before": before["accuracy"], "accuracy_after": after["accuracy"],
+            "steps": self.step_count, "seconds": round(seconds, 2),
+            "training_seconds": round(sum(m["step_seconds"] for m in h), 2),
+            "mean_step_seconds": round(sum(m["step_seconds"] for m in h) / max(1, len(h)), 4),
+            "reward_first": sum(m["reward_mean"] for m in h[:k]) / k if h else None,
+            "reward_last": sum(m["reward_mean"] for m in h[-k:]) / k if h else None,
+            "eval_examples": after["n"], "seed": self.settings.seed,
+            "trainable_parameters": self.policy.trainable_parameters,
+        }
+        if self.run is not None:
+            from .plots import save_run_plot
+
+            self.run.write_summary(summary)
+            save_run_plot(self.run, self.run.path / "rewards.png")
+        return summary
+
+
+def evaluate_policy(policy: Policy, task: Task, *, n: int = 200, max_new_tokens: int = 32,
+                    label: str = "eval", step: int = 0, batch_size: int = 100,
+                    run: Run | None = None) -> dict:
+    """Greedy accuracy on the first ``n`` held-out problems, judged by the task's answer reward."""
+    test = task.test.select(range(min(n, len(task.test))))
+    answer_fn = next((f for f, name in zip(task.reward_funcs, task.component_names)
+                      if name == "answer"), task.reward_funcs[0])
+    texts, correct = [], []
+    for i in range(0, len(test), batch_size):
+        rows = test.select(range(i, min(i + batch_size, len(test))))
+        comps = sample_group(policy.model, policy.tokenizer, list(rows["prompt"]), group_size=1,
+                             max_new_tokens=max_new_tokens, temperature=0.0, device=policy.device)
+        cols = {k: list(rows[k]) for k in rows.column_names if k != "prompt"}
+        scores = answer_fn(prompts=list(rows["prompt"]), completions=comps.texts, **cols)
+        texts += comps.texts
+        correct += [float(x or 0.0) >= 1.0 for x in scores]
+    result = {"label": label, "step": step, "n": len(correct),
+              "accuracy": sum(correct) / max(1, len(correct)),
+              "examples": [{"prompt": _prompt_text(test[i]["prompt"]), "completion": texts[i],
+                            "answer": test[i]["answer"], "correct": correct[i]}
+                           for i in range(min(5, len(texts)))]}
+    if run is not None:
+        run.append("evals", [result])
+    return result
+
+
+def train(settings: TrainSettings | None = None, out: str | Path | None = None, *,
+          resume: bool = False, **kwargs) -> dict:
+    """Run the whole job: the function behind ``python -m workbench train``."""
+    if resume:
+        settings = TrainSettings.from_dict(Run.open(out).settings)
+        if kwargs.pop("steps", None):
+            warnings.warn("steps is ignored when resuming; the run's own settings are used")
+    trainer = GRPOTrainer(settings, out, resume=resume, **kwargs)
+    return trainer.train()
+
+
+def _prompt_text(prompt) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    return "\n".join(completion_text(m) for m in prompt if m.get("role") == "user") or \
+        completion_text([m for m in prompt])
+
+
+def _write(text: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(text)
+
+
+__all__ = ["GRPOTrainer", "evaluate_policy", "train", "replace"]
