@@ -84,10 +84,10 @@ class OursRecorder:
 
     def step(self) -> None:
         load = os.getloadavg()[0]
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         m = self.trainer.step()
-        wall = time.perf_counter() - t0
-        self.rows.append({"step": m["step"], "wall": wall, "step_seconds": m["step_seconds"],
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        self.rows.append({"step": m["step"], "wall": wall, "cpu": cpu, "step_seconds": m["step_seconds"],
                           "generation": m["generation_seconds"], "reward_time": m["reward_seconds"],
                           "training": m["training_seconds"], "reward": m["reward_mean"],
                           "accuracy": m["accuracy"], "completion_length": m["completion_length"],
@@ -96,7 +96,7 @@ class OursRecorder:
 
 def build_trl(args, ours: OursRecorder | None):
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from workbench.settings import GRPOSettings, TrainSettings
@@ -143,6 +143,7 @@ def build_trl(args, ours: OursRecorder | None):
                               train_dataset=task.train, processing_class=tok,
                               callbacks=[Callback()])
     rec.instrument(trainer)
+    trainer.remove_callback(PrinterCallback)        # it prints every log dict with tqdm off
     torch.set_num_threads(args.threads)
     return trainer, rec
 
@@ -173,16 +174,19 @@ class TRLRecorder:
         assert torch.get_num_threads() == self.threads, torch.get_num_threads()
         self._load = os.getloadavg()[0]
         self._gen = self._rew = 0.0
-        self._t0 = time.perf_counter()
+        self._c0, self._t0 = time.process_time(), time.perf_counter()
 
     def end(self, step: int) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time() - self._c0
         cycle = now - self._last_end if self._last_end is not None else None
-        self.rows.append({"step": step, "wall": now - self._t0, "cycle": cycle,
+        self.rows.append({"step": step, "wall": now - self._t0, "cpu": cpu, "cycle": cycle,
                           "generation": self._gen, "reward_time": self._rew,
                           "training": now - self._t0 - self._gen - self._rew, "load1": self._load})
         if self.ours is not None:
             self.ours.step()
+            o = self.ours.rows[-1]
+            print(f"step {step:3d}: TRL {self.rows[-1]['wall']:6.2f} s, ours {o['wall']:6.2f} s, "
+                  f"load {self._load:.1f}", file=sys.stderr, flush=True)
         self._last_end = time.perf_counter()     # our step is not part of TRL's cycle
 
     def log(self, logs: dict) -> None:
@@ -197,7 +201,8 @@ class TRLRecorder:
 # summary, table, plot
 # ---------------------------------------------------------------------------------------------
 
-def summarise(rows: list[dict], warmup: int, keys=("wall", "generation", "reward_time", "training")):
+def summarise(rows: list[dict], warmup: int,
+              keys=("wall", "cpu", "generation", "reward_time", "training")):
     timed = rows[warmup:] or rows
     out = {"steps": len(rows), "timed_steps": len(timed)}
     for k in keys:
@@ -233,6 +238,7 @@ def table(res: dict) -> str:
         "|---|---|---|",
         f"| mean step s | {f(o['wall_mean'])} | {f(t['wall_mean'])} |",
         f"| median step s | {f(o['wall_median'])} | {f(t['wall_median'])} |",
+        f"| mean CPU s (process time, both threads) | {f(o['cpu_mean'])} | {f(t['cpu_mean'])} |",
         f"| mean generation s | {f(o.get('generation_mean'))} | {f(t.get('generation_mean'))} |",
         f"| mean reward s | {f(o.get('reward_time_mean'))} | {f(t.get('reward_time_mean'))} |",
         f"| mean training s (rest of the step) | {f(o.get('training_mean'))} | {f(t.get('training_mean'))} |",
@@ -311,6 +317,7 @@ def main(argv=None) -> dict:
         res["ours_second_steps"] = second.rows
     res["ratio_mean"] = res["ours"]["wall_mean"] / res["trl"]["wall_mean"]
     res["ratio_median"] = res["ours"]["wall_median"] / res["trl"]["wall_median"]
+    res["ratio_cpu"] = res["ours"]["cpu_mean"] / res["trl"]["cpu_mean"]
     res["ratio_vs_trl_cycle"] = res["ours"]["wall_mean"] / res["trl"]["cycle_mean"]
     pairs = [o["wall"] / t["wall"] for o, t in zip(ours.rows, trl_rec.rows)][args.warmup:]
     res["ratio_median_of_pairs"] = statistics.median(pairs) if pairs else None
@@ -321,7 +328,8 @@ def main(argv=None) -> dict:
     print(table(res))
     print(f"\nstep time ours / TRL: mean {res['ratio_mean']:.3f}, median {res['ratio_median']:.3f}, "
           f"median of paired steps {res['ratio_median_of_pairs']:.3f} "
-          f"(vs TRL's full cycle incl. batch fetch + logging: {res['ratio_vs_trl_cycle']:.3f}); "
+          f"(vs TRL's full cycle incl. batch fetch + logging: {res['ratio_vs_trl_cycle']:.3f}; "
+          f"CPU seconds: {res['ratio_cpu']:.3f}); "
           f"target <= 0.6")
     if second is not None:
         print(f"ours, second sample after TRL: mean step {res['ours_second']['wall_mean']:.3f} s")

@@ -2,8 +2,8 @@
 # Execute the notebooks in place on the tiny default, so the committed outputs are real results.
 #   bash scripts/run_notebooks.sh                                     every notebook, in order
 #   bash scripts/run_notebooks.sh notebooks/04_training_with_grpo.ipynb   only these
-# Widget outputs keep their static HTML snapshot (what GitHub shows) and drop the live-widget
-# reference, which would only say "model not found" once the kernel is gone.
+# Widget outputs keep their static snapshot (HTML or PNG: what GitHub shows) and drop the
+# live-widget reference, which would only say "model not found" once the kernel is gone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
@@ -35,7 +35,7 @@ for name in sys.argv[1:]:
         for out in cell.outputs:
             data = out.get("data", {})
             if WIDGET in data:
-                if "text/html" not in data:
+                if not {"text/html", "image/png"} & set(data):
                     continue                   # a bare widget (e.g. a progress bar): no record
                 del data[WIDGET]
             out.get("metadata", {}).pop("transient", None)

@@ -35,7 +35,7 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                 "--disable-component-update", "--disable-sync", "--no-first-run",
-                "--disable-dev-shm-usage", "--window-size=1400,1100", "--hide-scrollbars"]
+                "--disable-dev-shm-usage", "--window-size=1400,2400", "--hide-scrollbars"]
 
 try:
     from selenium import webdriver
@@ -56,19 +56,22 @@ from dataclasses import replace
 from workbench.settings import TrainSettings
 from workbench.trainer import GRPOTrainer
 from workbench.widgets import (GroupInspector, TraceBrowser, TrainingDashboard,
-                               VerifierPlayground)
+                               VerifierPlayground, notebook_mode)
+
+mode = notebook_mode("tiny")
 
 s = TrainSettings()
 s = replace(s, steps=2, eval_examples=8, checkpoint_every=2,
             grpo=replace(s.grpo, prompts_per_step=3, group_size=4, micro_batch_size=12,
                          generation_batch_size=12))
 dashboard = TrainingDashboard(total_steps=s.steps, every=1)
-trainer = GRPOTrainer(s, out="run", overwrite=True, verbose=False, callbacks=[dashboard])
+trainer = GRPOTrainer(s, out="run", overwrite=True, verbose=False,
+                      callbacks=[dashboard])
 trainer.train()""",
     "GroupInspector('run', step=2, group=0)",
     "TraceBrowser('run')",
     "VerifierPlayground(completion='7+3=10\\n10+5=15\\n<answer>15</answer>', gold='15')",
-    "print('ALL CELLS DONE')",
+    "print('ALL CELLS ' + 'DONE')",          # the marker is in the output, not the source
 ]
 
 
@@ -108,6 +111,7 @@ def lab(tmp_path_factory, tiny_path):
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(home / "config"),
                JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+               JUPYTER_DATA_DIR=str(home / "data"),
                JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
                JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
@@ -210,7 +214,8 @@ def test_widgets_render_in_jupyterlab(lab, browser):
           " window.jupyterapp.shell.currentWidget.sessionContext.session.kernel !== null",
           "the kernel to start", timeout=60, lab=lab)
     driver.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells');")
-    _wait(driver, "return document.body.innerText.includes('ALL CELLS DONE')",
+    _wait(driver, "return Array.from(document.querySelectorAll('.jp-OutputArea-output'))"
+          ".some(e => e.textContent.includes('ALL CELLS DONE'))",
           "all cells to run", timeout=150, lab=lab)
     _wait(driver, "return document.querySelectorAll('.wb-group .wb-card').length > 0 &&"
           " document.querySelectorAll('.wb-traces .wb-trace').length > 0 &&"
@@ -233,7 +238,8 @@ def test_widgets_render_in_jupyterlab(lab, browser):
         assert f"{t['reward']:.2f}" in card.find_element(By.CSS_SELECTOR, ".wb-reward").text
         assert card.find_element(By.CSS_SELECTOR, ".wb-advantage").text.strip() == \
             (f"{t['advantage']:+.2f}" if t["advantage"] < 0 else f"{t['advantage']:.2f}")
-        assert "extracted" in text and "decision" in text          # the verdict path
+        assert "extracted" in text and "normalised" in text        # the verdict path
+        assert ("correct (" if t["components"]["answer"] == 1 else "wrong (") in text
     inspector_text = _text(driver, ".wb-group")
     assert group[0]["prompt"] in inspector_text
 

@@ -55,3 +55,14 @@ def test_round_trip_through_json():
     import json
 
     assert TrainSettings.from_dict(json.loads(s.to_json())) == s
+
+
+def test_4bit_without_a_way_to_do_it_is_refused_up_front():
+    import torch
+
+    s = TrainSettings()
+    if not torch.cuda.is_available():
+        with pytest.raises(SettingsError, match="unsloth"):
+            validate_settings(replace(s, model=replace(s.model, tier="unsloth")))
+    with pytest.raises(SettingsError, match="lora=True"):
+        validate_settings(replace(s, model=replace(s.model, tier="bnb4", lora=False)))

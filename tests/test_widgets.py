@@ -200,9 +200,9 @@ def test_views_build_and_react(traces):
     assert {r["step"] for r in browser.rows} == {2}
     browser.all_steps.value = True
     assert len(browser.rows) == 8
-    browser.correct_filter.value = True
+    browser.correct_filter.value = "correct"
     assert len(browser.rows) == 2
-    browser.correct_filter.value = None
+    browser.correct_filter.value = "all"
     browser.search.value = "13"
     assert [r["completion"] for r in browser.rows] == ["<answer>13</answer>"] * 2
     inspector = browser.open_row(0)
@@ -229,3 +229,46 @@ def test_views_accept_a_real_batch(tiny_policy):
     insp = GroupInspector(traces, group=1)
     assert [r["completion"] for r in insp.rows] == comps.texts[4:]
     assert all(r["verdict"][2]["value"] == rows["answer"][1] for r in insp.rows)
+
+
+def test_dashboard_in_a_notebook_updates_widget_and_static_picture(capsys):
+    dash = TrainingDashboard(total_steps=2, display=True)
+    dash(_metrics(1))
+    first = dash._image.value
+    dash(_metrics(2))
+    assert dash._progress.value == 2 and dash._image.value != first
+    bundle = dash._bundle()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["image/png"] and "step 2/2" in bundle["text/plain"]
+    assert "step 2/2" in dash._stats.value
+
+
+# --- weak verifiers for notebook 05 (workbench.hacking) -------------------------------------------
+
+def test_weak_verifiers_have_the_holes_notebook_05_teaches():
+    from workbench.hacking import first_number_reward, gold_anywhere_reward
+
+    completions = [WORKED, "<answer>23</answer>", GUESS, "<answer>30</answer>",
+                   "16+7=23\n<answer>24</answer>", "<answer>-23</answer>", "no number"]
+    golds = ["23"] * len(completions)
+    assert first_number_reward(None, completions, golds) == [0.0, 1, 1, 0, 0, 0, 0]
+    assert first_number_reward(None, completions, golds, tolerance=0) == [0.0, 1, 0, 0, 0, 0, 0]
+    assert gold_anywhere_reward(None, completions, golds) == [1.0, 1, 0, 0, 1, 1, 0]
+    assert gold_anywhere_reward(None, ["<answer>230</answer>", "2.3"], ["23", "23"]) == [0, 0]
+    chat = [[{"role": "assistant", "content": GUESS}]]
+    assert first_number_reward(None, chat, ["23"]) == [1.0]
+
+
+def test_weak_task_pays_the_weak_verifier_and_only_watches_the_real_one():
+    from workbench.hacking import first_number_reward, weak_task
+
+    task = get_task("sum", n_train=4, n_test=2)
+    weak = weak_task(task, first_number_reward)
+    assert weak.component_names == ("weak", "answer", "format")
+    assert weak.reward_weights == (1.0, 0.0, 0.1)
+    b = score_completions(weak.reward_funcs, [None] * 2, [WORKED, GUESS],
+                          weights=weak.reward_weights, columns={"answer": ["23", "23"]})
+    assert b.component("weak").tolist() == [0.0, 1.0]
+    assert b.component("answer").tolist() == [1.0, 0.0]
+    assert b.total.tolist() == pytest.approx([0.1, 1.1])
+    assert len(weak.train) == len(task.train) and weak.writer is task.writer

@@ -14,9 +14,9 @@ written the way hurried verifiers are written in real code:
   comparison left on for integers). Worked solutions start with an operand, so they score 0;
   a bare guess near the truth scores 1. The tiny model learns to stop working and guess.
 - ``gold_anywhere_reward`` accepts a completion whenever the gold number appears anywhere in it,
-  as a whole number (the issue's example). It has false positives ("15+6=21 ... <answer>23") but
-  the tiny model has no style that exploits them, so training under it looks like training under
-  the real verifier: a weak verifier is only hacked where the policy can reach the hole.
+  as a whole number. It has false positives ("16+7=23 ... <answer>24" for 23, "-23" for 23), but
+  the tiny model seldom writes such completions: a weak verifier is hacked where the policy can
+  reach its hole.
 
 ``weak_task(task, reward)`` swaps a task's answer reward for a weak one and keeps the real verifier
 as a component with weight 0: it is logged (``accuracy`` in the metrics) but pays nothing.

@@ -180,10 +180,13 @@ def _load_hf(path: str, settings: ModelSettings, tier: str, device: torch.device
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=compute)
         kwargs["device_map"] = {"": device.index or 0} if device.type == "cuda" else {"": "cpu"}
+    if os.path.isdir(path) and not os.path.exists(os.path.join(path, "config.json")):
+        raise SettingsError(f"could not load model {path!r}: the folder has no config.json "
+                            "(save a model there with save_pretrained).")
     try:
         tok = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         raise SettingsError(
             f"could not load model {path!r}: {exc}\nGive a local folder saved with save_pretrained, "
             "or a hub id when this machine can reach the hub (set HF_HUB_OFFLINE=0).") from None

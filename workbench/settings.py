@@ -54,7 +54,7 @@ class GRPOSettings:
     max_new_tokens: int = 48        # completion budget; longer = slower and more memory
     temperature: float = 1.0        # sampling temperature (also applied to training log-probs)
     top_p: float = 1.0
-    learning_rate: float = 5e-4     # tiny full fine-tune default; LoRA on real models ~1e-5..1e-4
+    learning_rate: float = 1e-4     # tiny full fine-tune default; LoRA on real models ~1e-5..5e-5
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     loss_type: str = "dapo"         # grpo | bnpo | dr_grpo | dapo (TRL's names)
@@ -152,6 +152,16 @@ def validate_settings(s: TrainSettings) -> None:
                 f"model={m.model!r}: no such model folder (expected a config.json inside). Give a "
                 "folder saved with save_pretrained, a hub id such as 'Qwen/Qwen2.5-0.5B-Instruct', "
                 "or 'tiny' for the embedded model.")
+    if m.tier in ("unsloth", "bnb4") and m.lora is False:
+        problems.append(f"tier={m.tier!r} trains LoRA adapters on frozen 4-bit weights: set lora=True "
+                        "(or leave it unset), or use tier='plain' for full fine-tuning.")
+    elif m.tier in ("unsloth", "bnb4"):
+        from .models import choose_tier, resolve_device  # late import: pulls in torch
+
+        try:
+            choose_tier(m, resolve_device(s.device))
+        except SettingsError as exc:
+            problems.append(str(exc))
     from .tasks import TASKS  # late import: tasks pulls in datasets
 
     if s.task.name not in TASKS and not s.task.name.startswith(("gsm8k:", "math:")):

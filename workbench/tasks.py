@@ -180,12 +180,12 @@ class SyntheticTask:
 
 
 class SumTask(SyntheticTask):
-    """``Add: 7+3+5+8`` -> ``26``. Knobs: ``n_terms`` (default 4), ``max_operand`` (default 9)."""
+    """``Add: 7+3+5`` -> ``15``. Knobs: ``n_terms`` (default 3), ``max_operand`` (default 9)."""
 
     name = "sum"
     description = "multi-step addition of small numbers; worked solutions add one term per line"
 
-    def __init__(self, n_terms: int = 4, max_operand: int = 9):
+    def __init__(self, n_terms: int = 3, max_operand: int = 9):
         if n_terms < 2:
             raise ValueError(f"n_terms={n_terms}: a sum needs at least 2 terms")
         if max_operand < 2:

@@ -64,7 +64,7 @@ class TinySpec:
     tasks: tuple[str, ...] = ("sum",)  # synthetic tasks whose training problems form the corpus
     worked_fraction: float = 0.4      # share of corpus answers that show their working
     corpus_size: int = 24000          # examples in the pretraining corpus
-    pretrain_steps: int = 400
+    pretrain_steps: int = 500
     batch_size: int = 64              # examples per pretraining step
     learning_rate: float = 3e-3
     seed: int = 0
@@ -251,18 +251,13 @@ def pretrain(model, ids: list[list[int]], labels: list[list[int]], spec: TinySpe
         bar = progress(bar, desc="pretraining tiny model", disable=not verbose)
     with _seeded(spec.seed + 2):
         for step in bar:
-            pick = [rng.randrange(len(ids)) for _ in range(spec.batch_size)]
-            width = max(len(ids[i]) for i in pick)
-            input_ids = torch.full((len(pick), width), pad_id, dtype=torch.long)      # (B, T)
-            target = torch.full((len(pick), width), -100, dtype=torch.long)
-            mask = torch.zeros((len(pick), width), dtype=torch.long)
-            for row, i in enumerate(pick):
-                input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
-                target[row, : len(ids[i])] = torch.tensor(labels[i])
-                mask[row, : len(ids[i])] = 1
-            loss = model(input_ids=input_ids, attention_mask=mask, labels=target).loss
+            pick = sorted((rng.randrange(len(ids)) for _ in range(spec.batch_size)),
+                          key=lambda i: len(ids[i]))
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            total = 0.0
+            for half in (pick[: len(pick) // 2], pick[len(pick) // 2:]):   # similar lengths:
+                total += _batch_loss(model, ids, labels, half, pad_id) / 2  # little padding
+            loss = torch.tensor(total)
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
@@ -273,6 +268,23 @@ def pretrain(model, ids: list[list[int]], labels: list[list[int]], spec: TinySpe
     return {"pretrain_loss_first": round(losses[0], 4),
             "pretrain_loss_last": round(sum(losses[-20:]) / len(losses[-20:]), 4),
             "pretrain_steps": spec.pretrain_steps}
+
+
+def _batch_loss(model, ids, labels, pick, pad_id) -> float:
+    """Backward the mean next-token loss of examples ``pick`` (padded to the longest); return it."""
+    import torch
+
+    width = max(len(ids[i]) for i in pick)
+    input_ids = torch.full((len(pick), width), pad_id, dtype=torch.long)          # (B, T)
+    target = torch.full((len(pick), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(pick), width), dtype=torch.long)
+    for row, i in enumerate(pick):
+        input_ids[row, : len(ids[i])] = torch.tensor(ids[i])
+        target[row, : len(ids[i])] = torch.tensor(labels[i])
+        mask[row, : len(ids[i])] = 1
+    loss = model(input_ids=input_ids, attention_mask=mask, labels=target).loss
+    (loss / 2).backward()
+    return loss.item()
 
 
 @contextlib.contextmanager

@@ -24,6 +24,8 @@ from typing import Callable
 import torch
 
 from .grpo import group_advantages, grpo_loss, token_entropy, token_logps, zero_std_groups
+from .memory import (MemoryTracker, dtype_bytes_for, free_bytes_now, generation_chunk_size,
+                     longest_prompt_tokens, preflight, release_cached_memory)
 from .models import Policy, load_policy, load_policy_weights, save_policy_weights
 from .rewards import accuracy_of, score_completions
 from .rollouts import Completions, sample_group
@@ -55,6 +57,12 @@ class GRPOTrainer:
                                            task=self.task.name, verbose=verbose)
         self.model, self.tokenizer = self.policy.model, self.policy.tokenizer
         self.device = self.policy.device
+        self.memory = MemoryTracker(self.device)        # records nothing without CUDA
+        self.prompt_tokens = None
+        if self.device.type == "cuda":                  # refuse now, not at step 600
+            self.prompt_tokens = longest_prompt_tokens(self.tokenizer, self.task.train["prompt"])
+            self.memory_estimate = preflight(settings, self.policy,
+                                             prompt_tokens=self.prompt_tokens, verbose=verbose)
         g = settings.grpo
         self.optimizer = torch.optim.AdamW(
             [p for p in self.model.parameters() if p.requires_grad], lr=g.learning_rate,
@@ -124,8 +132,9 @@ class GRPOTrainer:
         comps = sample_group(self.model, self.tokenizer, [r["prompt"] for r in rows],
                              group_size=g.group_size, max_new_tokens=g.max_new_tokens,
                              temperature=g.temperature, top_p=g.top_p,
-                             batch_size=g.generation_batch_size, generator=self.generator,
+                             batch_size=self._generation_batch(), generator=self.generator,
                              device=self.device)
+        release_cached_memory(self.device)              # the KV cache is gone: give it back
         t_gen = time.perf_counter() - t0
         # 3. rewards, component by component
         conversational = not isinstance(rows[0]["prompt"], str)
@@ -147,6 +156,10 @@ class GRPOTrainer:
         # 6. record
         metrics = self._metrics(comps, rewards, advantages, stats, t_gen, t_reward, t_train,
                                 time.perf_counter() - t0)
+        mem = self.memory.record(self.step_count)
+        if mem is not None:
+            metrics["memory_peak_gib"] = mem.peak / 2**30
+            metrics["memory_allocated_gib"] = mem.allocated / 2**30
         self._warn(metrics)
         traces = self._traces(rows, comps, rewards, advantages)
         self.history.append(metrics)
@@ -156,6 +169,17 @@ class GRPOTrainer:
         for cb in self.callbacks:
             cb(metrics)
         return metrics
+
+    def _generation_batch(self) -> int:
+        """Sequences decoded at once: the setting, or fewer when free GPU memory says so."""
+        g = self.settings.grpo
+        if self.device.type != "cuda":
+            return g.generation_batch_size
+        return min(g.generation_batch_size, generation_chunk_size(
+            self.model.config, free_bytes=free_bytes_now(self.device),
+            prompt_tokens=self.prompt_tokens, completion_tokens=g.max_new_tokens,
+            dtype_bytes=dtype_bytes_for(self.settings.model.dtype, "cuda"), tier=self.policy.tier,
+            max_size=g.group_size * g.prompts_per_step, multiple_of=g.group_size))
 
     def _update(self, comps: Completions, advantages: torch.Tensor) -> dict:
         g = self.settings.grpo
@@ -255,6 +279,10 @@ class GRPOTrainer:
         if abs(m["loss"]) < 1e-6 and self.settings.grpo.num_iterations == 1:
             notes.append(("loss_zero", "loss is ~0: expected in GRPO (advantages are centred within "
                           "each group); watch reward, not loss."))
+        if self.memory.creep_bytes(5) > 256 * 2**20:
+            notes.append(("memory_creep", f"GPU memory held between steps grew by "
+                          f"{self.memory.creep_bytes(5) / 2**20:.0f} MiB since step 5: something "
+                          "is kept alive across steps."))
         if m["clip_fraction"] > 0.2:
             notes.append(("clip_high", f"{m['clip_fraction']:.0%} of tokens were clipped: the policy "
                           "moves too far per step; lower learning_rate or num_iterations."))

@@ -4,24 +4,30 @@ Every view has two halves. The *rows* half is a pure function of plain data (tra
 dicts, a verdict) and is unit-tested; the *view* half only lays those rows out as HTML inside
 ipywidgets, so what a learner sees is exactly what the tests checked.
 
-================== ==================================== ===========================================
-view               rows                                  shows
-================== ==================================== ===========================================
-VerifierPlayground ``verdict_path(completion, gold)``    extracted -> normalised -> gold -> decision
-GroupInspector     ``group_rows(traces, step, group)``   one prompt's completions side by side:
-                                                         components, total, advantage, verdict path,
-                                                         the zero-std flag
-TraceBrowser       ``trace_rows(run, step=, correct=,    every completion of a run, filtered; opens
-                   reward_range=, search=)``             any group in a GroupInspector
-TrainingDashboard  ``dashboard_series(history)``         progress and live plots while training (a
-                                                         ``GRPOTrainer`` callback; silent in scripts)
-================== ==================================== ===========================================
+================== ===================================== =====================================
+view               rows                                   shows
+================== ===================================== =====================================
+VerifierPlayground ``verdict_path(completion, gold)``     extracted -> normalised -> gold ->
+                                                          decision
+GroupInspector     ``group_rows(traces, step, group)``    one prompt's completions side by side:
+                                                          components, total, advantage, verdict
+                                                          path, the zero-std flag
+TraceBrowser       ``trace_rows(run, step=, correct=,     every completion of a run, filtered;
+                   reward_range=, search=)``              opens any group in a GroupInspector
+TrainingDashboard  ``dashboard_series(history)``          progress and live plots while training
+                                                          (a ``GRPOTrainer`` callback; silent in
+                                                          scripts)
+================== ===================================== =====================================
 
 ``batch_traces`` turns a freshly sampled and scored batch into the same trace rows a run folder
 holds, so the group inspector works on a notebook experiment as well as on a run.
 
-Views also carry a static HTML snapshot in their display data, so a notebook saved with outputs
-still shows the rows where widgets do not run (GitHub, nbviewer). All text is HTML-escaped.
+Views also carry a static snapshot in their display data (HTML; the dashboard's latest figure as
+a PNG), so a notebook saved with outputs still shows them where widgets do not run (GitHub). All
+text is HTML-escaped.
+
+``notebook_mode(MODEL)`` is the notebooks' one visible decision: the tiny default, or a real model
+where a CUDA GPU is present; it prints one line saying which and why.
 """
 from __future__ import annotations
 
@@ -29,8 +35,8 @@ import html
 import io
 import math
 import time
-from pathlib import Path
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import ipywidgets as widgets
@@ -122,7 +128,8 @@ def batch_traces(prompts: Sequence, texts: Sequence[str], rewards, advantages, *
     return out
 
 
-def group_rows(traces: Iterable[dict], step: int, group: int, *, verify: bool = True) -> list[dict]:
+def group_rows(traces: Iterable[dict], step: int, group: int, *,
+               verify: bool = True) -> list[dict]:
     """The completions of one prompt at one step, in sampling order, ready to show side by side.
 
     traces: trace rows (``Run.traces()`` or ``batch_traces``). Each returned row is the trace row
@@ -205,19 +212,23 @@ def dashboard_series(history: Sequence[dict]) -> dict[str, list]:
 # =============================================================================================
 
 _CSS = """<style>
-.wb {font-family: var(--jp-ui-font-family, sans-serif); font-size: 13px; line-height: 1.35;}
-.wb-cards {display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start;}
-.wb-card {border: 1px solid #ccc; border-radius: 6px; padding: 6px 8px; width: 235px;
-  background: #fff; color: #222;}
+.wb {font-family: var(--jp-ui-font-family, sans-serif); font-size: 13px; line-height: 1.4;
+  color: var(--jp-ui-font-color1, #222);}
+.wb-cards {display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start; margin-top: 4px;}
+.wb-card {border: 1px solid #ccc; border-radius: 6px; padding: 6px 8px; width: 250px;}
 .wb-card.wb-ok {border-left: 5px solid #2e7d32;} .wb-card.wb-bad {border-left: 5px solid #c62828;}
 .wb pre {white-space: pre-wrap; word-break: break-word; margin: 4px 0; padding: 4px;
-  background: #f6f6f6; color: #222; font-size: 12px; max-height: 14em; overflow: auto;}
+  background: rgba(127, 127, 127, 0.12); font-size: 12px; max-height: 12em; overflow: auto;}
 .wb table {border-collapse: collapse; font-size: 12px;}
-.wb td, .wb th {padding: 1px 6px; border-bottom: 1px solid #eee; text-align: left;
-  vertical-align: top;}
+.wb td, .wb th {padding: 2px 6px; border-bottom: 1px solid rgba(127, 127, 127, 0.2);
+  text-align: left; vertical-align: top;}
 .wb .wb-num {text-align: right; font-variant-numeric: tabular-nums;}
-.wb .wb-flag {background: #fff3cd; color: #6b4e00; padding: 2px 6px; border-radius: 4px;}
-.wb .wb-muted {color: #777;}
+.wb .wb-flag {background: #fff3cd; color: #6b4e00; padding: 2px 6px; border-radius: 4px;
+  display: inline-block; margin-top: 2px;}
+.wb .wb-muted, .wb .wb-stage {color: #777;} .wb .wb-nl {color: #aaa; padding: 0 2px;}
+.wb .wb-yes {color: #2e7d32;} .wb .wb-no {color: #c62828;}
+.wb .wb-path {margin-top: 4px; font-size: 12px;} .wb details {color: #777; font-size: 11px;}
+.wb details ol {margin: 2px 0; padding-left: 18px;}
 </style>"""
 
 
@@ -245,47 +256,68 @@ def verdict_html(rows: list[dict]) -> str:
     return "<table class='wb-verdict'>" + "".join(cells) + "</table>"
 
 
+def path_html(rows: list[dict]) -> str:
+    """The verdict path on one line (extracted -> normalised -> gold -> decision), with the
+    verifier's steps folded underneath."""
+    chain = " → ".join(
+        f"<span class='wb-stage'>{_e(r['stage'])}</span> <code>{_e(r['value'])}</code>"
+        for r in rows[:-1])
+    decision = rows[-1]["value"] or ""
+    cls = "wb-yes" if decision.startswith("correct") else "wb-no"
+    steps = "".join(f"<li>{_e(d)}</li>" for r in rows for d in r["detail"])
+    return (f"<div class='wb-path'>{chain} → <b class='{cls}'>{_e(decision)}</b>"
+            f"<details><summary>verifier steps</summary><ol>{steps}</ol></details></div>")
+
+
 def group_html(rows: list[dict]) -> str:
     """One prompt's completions as cards side by side (the group inspector's body)."""
     if not rows:
-        return "<div class='wb'>no completions for this step and group</div>"
+        return f"{_CSS}<div class='wb wb-group'>no completions for this step and group</div>"
     head = rows[0]
-    flag = ("<span class='wb-flag'>zero std: every completion scored the same, advantages are "
-            "0, this group teaches nothing</span>" if head["zero_std"] else "")
+    flag = ("<div class='wb-flag'>zero std: every completion scored the same, so every "
+            "advantage is 0 — this group teaches nothing</div>" if head["zero_std"] else "")
     parts = [_CSS, "<div class='wb wb-group'>",
              f"<div><b>step {_e(head['step'])} · group {_e(head['group'])}</b> · prompt "
-             f"<code>{_e(head['prompt'])}</code> · gold <code>{_e(head.get('answer'))}</code> "
-             f"{flag}</div><div class='wb-cards'>"]
+             f"<code>{_e(head['prompt'])}</code> · gold <code>{_e(head.get('answer'))}</code>"
+             f"</div>{flag}<div class='wb-cards'>"]
     for r in rows:
         cls = {True: "wb-ok", False: "wb-bad"}.get(r["correct"], "")
-        comps = "".join(f"<tr><td>{_e(k)}</td><td class='wb-num'>{_fmt(v)}</td></tr>"
-                        for k, v in (r.get("components") or {}).items())
-        verdict = verdict_html(r["verdict"]) if r.get("verdict") else ""
+        comps = " · ".join(f"{_e(k)} <span class='wb-num'>{_fmt(v)}</span>"
+                           for k, v in (r.get("components") or {}).items())
+        path = path_html(r["verdict"]) if r.get("verdict") else ""
+        truncated = "" if r.get("finished", True) is not False else ", truncated"
         parts.append(
             f"<div class='wb-card {cls}'><div><b>#{_e(r['index'])}</b> "
-            f"<span class='wb-muted'>{_e(r.get('length'))} tokens"
-            f"{'' if r.get('finished', True) is not False else ', truncated'}</span></div>"
+            f"<span class='wb-muted'>{_e(r.get('length'))} tokens{truncated}</span></div>"
             f"<pre class='wb-completion'>{_e(r['completion'])}</pre>"
-            f"<table>{comps}<tr><th>total</th><td class='wb-num wb-reward'>{_fmt(r['reward'])}"
-            f"</td></tr><tr><th>advantage</th><td class='wb-num wb-advantage'>"
-            f"{_fmt(r['advantage'])}</td></tr></table>{verdict}</div>")
+            f"<div class='wb-muted'>{comps}</div>"
+            f"<div>total <b class='wb-num wb-reward'>{_fmt(r['reward'])}</b> · advantage "
+            f"<b class='wb-num wb-advantage'>{_fmt(r['advantage'])}</b></div>{path}</div>")
     parts.append("</div></div>")
     return "".join(parts)
+
+
+def _one_line(text: str) -> str:
+    """Escaped text with its line breaks shown as a faint ⏎ (compact table cells)."""
+    return "<span class='wb-nl'>⏎</span>".join(_e(line) for line in text.split("\n"))
 
 
 def traces_html(rows: list[dict], *, limit: int = 20, total: int | None = None) -> str:
     """A table of trace rows (the trace browser's body), at most ``limit`` of them."""
     total = len(rows) if total is None else total
-    head = ("<tr><th>step</th><th>group</th><th>#</th><th>prompt</th><th>completion</th>"
-            "<th>reward</th><th>advantage</th><th>correct</th></tr>")
+    head = ("<tr><th>step</th><th>group</th><th>#</th><th>prompt</th><th>gold</th>"
+            "<th>completion</th><th>reward</th><th>advantage</th><th>correct</th></tr>")
     body = []
     for r in rows[:limit]:
+        mark = {True: "<span class='wb-yes'>✓</span>", False: "<span class='wb-no'>✗</span>"}
         body.append(
             f"<tr class='wb-trace'><td class='wb-num'>{_e(r['step'])}</td>"
             f"<td class='wb-num'>{_e(r['group'])}</td><td class='wb-num'>{_e(r['index'])}</td>"
-            f"<td><code>{_e(r['prompt'])}</code></td><td><pre class='wb-completion'>"
-            f"{_e(r['completion'])}</pre></td><td class='wb-num wb-reward'>{_fmt(r['reward'])}</td>"
-            f"<td class='wb-num'>{_fmt(r['advantage'])}</td><td>{_fmt(r['correct'])}</td></tr>")
+            f"<td><code>{_e(r['prompt'])}</code></td><td><code>{_e(r.get('answer'))}</code></td>"
+            f"<td><code class='wb-completion'>{_one_line(r['completion'])}</code></td>"
+            f"<td class='wb-num wb-reward'>{_fmt(r['reward'])}</td>"
+            f"<td class='wb-num'>{_fmt(r['advantage'])}</td>"
+            f"<td>{mark.get(r['correct'], '–')}</td></tr>")
     more = (f"<div class='wb-muted'>showing {min(limit, len(rows))} of {total} matching "
             "completions</div>")
     return f"{_CSS}<div class='wb wb-traces'>{more}<table>{head}{''.join(body)}</table></div>"
@@ -423,8 +455,8 @@ class TraceBrowser(_Snapshot, widgets.VBox):
         self.all_steps = widgets.Checkbox(value=False, description="all steps", indent=False,
                                           layout=widgets.Layout(width="100px"))
         self.correct_filter = widgets.Dropdown(
-            options=[("all", None), ("correct", True), ("wrong", False)], value=None,
-            description="correct", layout=widgets.Layout(width="180px"))
+            options=["all", "correct", "wrong"], value="all", description="correct",
+            layout=widgets.Layout(width="180px"))
         self.reward_filter = widgets.FloatRangeSlider(
             value=(lo, hi), min=lo, max=hi, step=0.05, description="reward",
             continuous_update=False)
@@ -449,7 +481,8 @@ class TraceBrowser(_Snapshot, widgets.VBox):
 
     def refresh(self, _=None) -> None:
         step = None if self.all_steps.value else self.step_slider.value
-        self.rows = trace_rows(self.traces, step=step, correct=self.correct_filter.value,
+        correct = {"all": None, "correct": True, "wrong": False}[self.correct_filter.value]
+        self.rows = trace_rows(self.traces, step=step, correct=correct,
                                reward_range=self.reward_filter.value,
                                search=self.search.value or None)
         self.table.value = traces_html(self.rows, limit=self.page_size)
@@ -457,6 +490,7 @@ class TraceBrowser(_Snapshot, widgets.VBox):
         self.picker.options = [
             (f"step {r['step']} · group {r['group']} · #{r['index']} · reward "
              f"{r['reward']:.2f}", i) for i, r in enumerate(self.rows[:self.page_size])]
+        self.picker.value = 0 if self.rows else None
 
     def open_row(self, row: int | dict | None = None) -> GroupInspector:
         """Show a row's group in the inspector: a row dict, an index into ``.rows``, or the
@@ -503,7 +537,7 @@ class TrainingDashboard:
             self._build()
         step = int(metrics["step"])
         self._progress.value = min(step, self._progress.max)
-        self._stats.value = self.status_line()
+        self._stats.value = f"<span class='wb'>{_e(self.status_line())}</span>"
         last = self.total_steps is not None and step >= self.total_steps
         if step % self.every == 0 or last or len(self.history) == 1:
             self._image.value = self.figure_png()
@@ -511,14 +545,13 @@ class TrainingDashboard:
                 self._handle.update(self._bundle(), raw=True)
 
     def status_line(self) -> str:
-        """One line: step, reward, accuracy, length, seconds per step (HTML-escaped)."""
+        """One line of text: step, reward, accuracy, length, seconds so far."""
         m = self.history[-1]
         total = f"/{self.total_steps}" if self.total_steps else ""
-        acc = m.get("accuracy")
         spent = (time.perf_counter() - self._t0) if self._t0 else 0.0
-        return (f"<span class='wb'>{_e(self.title)} step {m['step']}{total} · reward "
-                f"{_fmt(m.get('reward_mean'))} · accuracy {_fmt(acc)} · length "
-                f"{_fmt(m.get('completion_length'), 1)} · {spent:.0f} s</span>")
+        return (f"{self.title} step {m['step']}{total} · reward {_fmt(m.get('reward_mean'))}"
+                f" · accuracy {_fmt(m.get('accuracy'))} · length "
+                f"{_fmt(m.get('completion_length'), 1)} · {spent:.0f} s")
 
     def figure_png(self) -> bytes:
         """The five live panels as PNG bytes (matplotlib, no pyplot state touched)."""
@@ -532,11 +565,12 @@ class TrainingDashboard:
         FigureCanvasAgg(fig)
         axes = fig.subplots(1, 5)
         comps = [k for k in s if k.startswith("reward/")]
+        dot = "." if len(s["step"]) < 20 else None           # a line needs two points
         axes[0].plot(s["step"], moving_average(s["reward"], self.window), color="black", lw=2,
-                     label="total")
+                     label="total", marker=dot)
         for k in comps:
             axes[0].plot(s["step"], moving_average(s[k], self.window), lw=1.2,
-                         label=k.split("/", 1)[1])
+                         label=k.split("/", 1)[1], marker=dot)
         axes[0].legend(fontsize=7, loc="best")
         panels = [("reward", None), ("accuracy", "tab:green"),
                   ("completion_length", "tab:gray"), ("kl", "tab:purple"),
@@ -544,13 +578,16 @@ class TrainingDashboard:
         for ax, (key, color) in zip(axes, panels):
             if key != "reward":
                 ax.plot(s["step"], s[key], color=color, lw=0.6, alpha=0.4)
-                ax.plot(s["step"], moving_average(s[key], self.window), color=color, lw=1.5)
+                ax.plot(s["step"], moving_average(s[key], self.window), color=color, lw=1.5,
+                        marker=dot)
             ax.set_title(key.replace("_", " "), fontsize=9)
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
             if self.total_steps:
                 ax.set_xlim(0, self.total_steps)
         axes[1].set_ylim(-0.02, 1.02)
+        if self.history:
+            fig.suptitle(self.status_line(), fontsize=9, x=0.01, ha="left")
         fig.tight_layout()
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
@@ -562,20 +599,21 @@ class TrainingDashboard:
         w = widgets
         self._progress = w.IntProgress(value=0, min=0, max=self.total_steps or 1,
                                        description=self.title, bar_style="info",
-                                       layout=w.Layout(width="60%"))
+                                       layout=w.Layout(width="45%"))
         self._stats = w.HTML()
         self._image = w.Image(format="png", layout=w.Layout(max_width="100%"))
         self._box = w.VBox([w.HBox([self._progress, self._stats]), self._image])
         self._handle = display(self._bundle(), raw=True, display_id=True)
 
     def _bundle(self) -> dict:
+        """Display data: the live widget, plus the latest figure as a PNG for viewers that
+        cannot run widgets (a saved notebook on GitHub shows the final picture)."""
         import base64
 
         data = dict(self._box._repr_mimebundle_() or {})
-        png = self._image.value
-        img = (f"<img src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
-               if png else "")
-        data["text/html"] = f"<div>{self._stats.value}</div>{img}"
+        if self._image.value:
+            data["image/png"] = base64.b64encode(self._image.value).decode()
+        data["text/plain"] = self.status_line() if self.history else self.title
         return data
 
 
