@@ -54,6 +54,7 @@ def parse_args(argv=None):
     p.add_argument("--second", type=int, default=10,
                    help="sequential mode: steps of a second sample of ours after TRL")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--tag", default="", help="suffix for the output file names")
     return p.parse_args(argv)
 
 
@@ -201,7 +202,7 @@ class TRLRecorder:
 # summary, table, plot
 # ---------------------------------------------------------------------------------------------
 
-def summarise(rows: list[dict], warmup: int,
+def summarise(rows: list[dict], warmup: int, per_step: int,
               keys=("wall", "cpu", "generation", "reward_time", "training")):
     timed = rows[warmup:] or rows
     out = {"steps": len(rows), "timed_steps": len(timed)}
@@ -210,6 +211,11 @@ def summarise(rows: list[dict], warmup: int,
         if vals:
             out[f"{k}_mean"] = statistics.fmean(vals)
             out[f"{k}_median"] = statistics.median(vals)
+    lengths = [(r["wall"], r["completion_length"]) for r in timed if r.get("completion_length")]
+    if lengths:     # seconds per 1000 completion tokens: corrects for the two drifting apart
+        out["completion_length_mean"] = statistics.fmean(n for _, n in lengths)
+        out["seconds_per_1k_tokens"] = 1000 * sum(w for w, _ in lengths) / sum(
+            per_step * n for _, n in lengths)
     rewards = [r["reward"] for r in rows if r.get("reward") is not None]
     k = min(5, len(rewards))
     out["reward_first5"] = statistics.fmean(rewards[:k]) if k else None
@@ -242,6 +248,8 @@ def table(res: dict) -> str:
         f"| mean generation s | {f(o.get('generation_mean'))} | {f(t.get('generation_mean'))} |",
         f"| mean reward s | {f(o.get('reward_time_mean'))} | {f(t.get('reward_time_mean'))} |",
         f"| mean training s (rest of the step) | {f(o.get('training_mean'))} | {f(t.get('training_mean'))} |",
+        f"| mean completion length (tokens) | {f(o.get('completion_length_mean'), '{:.1f}')} | {f(t.get('completion_length_mean'), '{:.1f}')} |",
+        f"| seconds per 1000 completion tokens | {f(o.get('seconds_per_1k_tokens'))} | {f(t.get('seconds_per_1k_tokens'))} |",
         f"| reward, first 5 steps | {f(o['reward_first5'], '{:.3f}')} | {f(t['reward_first5'], '{:.3f}')} |",
         f"| reward, last 5 steps | {f(o['reward_last5'], '{:.3f}')} | {f(t['reward_last5'], '{:.3f}')} |",
         f"| load average (1 min) | {f(o['load1_mean'], '{:.2f}')} | {f(t['load1_mean'], '{:.2f}')} |",
@@ -303,38 +311,46 @@ def main(argv=None) -> dict:
         for _ in range(args.second):
             second.step()
     load_after = os.getloadavg()
+    g = ours.trainer.settings.grpo
+    per_step = g.group_size * g.prompts_per_step
     res = {"command": command.strip(), "machine": machine(),
            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
            "loadavg_before": load_before, "loadavg_after": load_after,
            "seconds_total": time.perf_counter() - t_start,
-           "ours": summarise(ours.rows, args.warmup), "trl": summarise(trl_rec.rows, args.warmup),
+           "model": {"path": tiny_path(), "parameters": sum(
+               p.numel() for p in ours.trainer.model.parameters())},
+           "ours": summarise(ours.rows, args.warmup, per_step),
+           "trl": summarise(trl_rec.rows, args.warmup, per_step),
            "ours_steps": ours.rows, "trl_steps": trl_rec.rows}
     res["trl"]["cycle_mean"] = statistics.fmean(
         r["cycle"] for r in trl_rec.rows[args.warmup:] if r["cycle"] is not None)
     if second is not None:
         res["loadavg_mid"] = load_mid
-        res["ours_second"] = summarise(second.rows, 0)
+        res["ours_second"] = summarise(second.rows, 0, per_step)
         res["ours_second_steps"] = second.rows
     res["ratio_mean"] = res["ours"]["wall_mean"] / res["trl"]["wall_mean"]
     res["ratio_median"] = res["ours"]["wall_median"] / res["trl"]["wall_median"]
     res["ratio_cpu"] = res["ours"]["cpu_mean"] / res["trl"]["cpu_mean"]
+    res["ratio_per_token"] = (res["ours"]["seconds_per_1k_tokens"]
+                              / res["trl"]["seconds_per_1k_tokens"])
     res["ratio_vs_trl_cycle"] = res["ours"]["wall_mean"] / res["trl"]["cycle_mean"]
     pairs = [o["wall"] / t["wall"] for o, t in zip(ours.rows, trl_rec.rows)][args.warmup:]
     res["ratio_median_of_pairs"] = statistics.median(pairs) if pairs else None
 
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "grpo_vs_trl.json").write_text(json.dumps(res, indent=1))
-    plot(res, args.out / "grpo_vs_trl.png")
+    stem = "grpo_vs_trl" + (f"-{args.tag}" if args.tag else "")
+    (args.out / f"{stem}.json").write_text(json.dumps(res, indent=1))
+    plot(res, args.out / f"{stem}.png")
     print(table(res))
     print(f"\nstep time ours / TRL: mean {res['ratio_mean']:.3f}, median {res['ratio_median']:.3f}, "
           f"median of paired steps {res['ratio_median_of_pairs']:.3f} "
           f"(vs TRL's full cycle incl. batch fetch + logging: {res['ratio_vs_trl_cycle']:.3f}; "
-          f"CPU seconds: {res['ratio_cpu']:.3f}); "
+          f"CPU seconds: {res['ratio_cpu']:.3f}; per completion token: {res['ratio_per_token']:.3f}); "
           f"target <= 0.6")
     if second is not None:
         print(f"ours, second sample after TRL: mean step {res['ours_second']['wall_mean']:.3f} s")
     print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; "
-          f"{res['seconds_total']:.0f} s in all; wrote {args.out}/grpo_vs_trl.json and .png")
+          f"{res['seconds_total']:.0f} s in all; wrote {args.out}/{stem}.json and .png")
     return res
 
 

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 
 def build_time(cache: Path) -> dict:
@@ -57,15 +58,23 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_seeds.json"))
     p.add_argument("--keep-runs", default=None, help="folder to keep the run folders in")
+    p.add_argument("--no-build", action="store_true",
+                   help="skip timing a from-scratch build; use the model in $WB_CACHE")
     p.add_argument("extra", nargs="*", help="extra arguments for `workbench train`")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        cache = Path(tmp) / "cache"
         runs = Path(args.keep_runs) if args.keep_runs else Path(tmp) / "runs"
         result = {"machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
-                  "load_before": os.getloadavg(), "build": build_time(cache), "runs": []}
-        print(f"tiny model built in {result['build']['seconds']}s "
-              f"({result['build']['parameters']:,} parameters)")
+                  "load_before": os.getloadavg(), "runs": []}
+        if args.no_build:
+            from workbench.tiny import cache_root
+
+            cache = cache_root()
+        else:
+            cache = Path(tmp) / "cache"
+            result["build"] = build_time(cache)
+            print(f"tiny model built in {result['build']['seconds']}s "
+                  f"({result['build']['parameters']:,} parameters)")
         for seed in args.seeds:
             r = train_once(seed, cache, runs, args.extra)
             result["runs"].append(r)

@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 PY="${WB_PYTHON:-.venv/bin/python}"
-exec "$PY" -m pytest -q "$@"
+exec "$PY" -m pytest -q --nbmake --nbmake-timeout=900 tests notebooks "$@"

@@ -38,7 +38,7 @@ def first_number(text: str) -> float | None:
     return float(m.group()) if m else None
 
 
-def first_number_reward(prompts, completions, answer, tolerance: float = 5.0,
+def first_number_reward(prompts, completions, answer, tolerance: float = 3.0,
                         **kwargs) -> list[float]:
     """1.0 when the completion's *first* number is within ``tolerance`` of the gold ``answer``.
 
