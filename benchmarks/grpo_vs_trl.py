@@ -2,7 +2,7 @@
 
     python benchmarks/grpo_vs_trl.py                    # 40 steps each, interleaved, 2 threads
     python benchmarks/grpo_vs_trl.py --steps 10         # a quick look
-    python benchmarks/grpo_vs_trl.py --mode sequential  # ours, then TRL, then a second sample of ours
+    python benchmarks/grpo_vs_trl.py --mode sequential  # ours, TRL, then ours again (10 steps)
 
 What is held equal: the weights (a fresh copy of the embedded tiny model for each engine), the
 ``sum`` task's training prompts, its reward functions and weights (answer 1.0, format 0.1), 8
@@ -88,8 +88,9 @@ class OursRecorder:
         c0, t0 = time.process_time(), time.perf_counter()
         m = self.trainer.step()
         wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        self.rows.append({"step": m["step"], "wall": wall, "cpu": cpu, "step_seconds": m["step_seconds"],
-                          "generation": m["generation_seconds"], "reward_time": m["reward_seconds"],
+        self.rows.append({"step": m["step"], "wall": wall, "cpu": cpu,
+                          "step_seconds": m["step_seconds"], "generation": m["generation_seconds"],
+                          "reward_time": m["reward_seconds"],
                           "training": m["training_seconds"], "reward": m["reward_mean"],
                           "accuracy": m["accuracy"], "completion_length": m["completion_length"],
                           "load1": load})
@@ -237,23 +238,23 @@ def machine() -> dict:
 
 def table(res: dict) -> str:
     o, t = res["ours"], res["trl"]
-    def f(x, fmt="{:.3f}"):
+
+    def f(x, fmt):
         return "-" if x is None else fmt.format(x)
-    lines = [
-        "| | ours | TRL |",
-        "|---|---|---|",
-        f"| mean step s | {f(o['wall_mean'])} | {f(t['wall_mean'])} |",
-        f"| median step s | {f(o['wall_median'])} | {f(t['wall_median'])} |",
-        f"| mean CPU s (process time, both threads) | {f(o['cpu_mean'])} | {f(t['cpu_mean'])} |",
-        f"| mean generation s | {f(o.get('generation_mean'))} | {f(t.get('generation_mean'))} |",
-        f"| mean reward s | {f(o.get('reward_time_mean'))} | {f(t.get('reward_time_mean'))} |",
-        f"| mean training s (rest of the step) | {f(o.get('training_mean'))} | {f(t.get('training_mean'))} |",
-        f"| mean completion length (tokens) | {f(o.get('completion_length_mean'), '{:.1f}')} | {f(t.get('completion_length_mean'), '{:.1f}')} |",
-        f"| seconds per 1000 completion tokens | {f(o.get('seconds_per_1k_tokens'))} | {f(t.get('seconds_per_1k_tokens'))} |",
-        f"| reward, first 5 steps | {f(o['reward_first5'], '{:.3f}')} | {f(t['reward_first5'], '{:.3f}')} |",
-        f"| reward, last 5 steps | {f(o['reward_last5'], '{:.3f}')} | {f(t['reward_last5'], '{:.3f}')} |",
-        f"| load average (1 min) | {f(o['load1_mean'], '{:.2f}')} | {f(t['load1_mean'], '{:.2f}')} |",
-    ]
+
+    rows = [("mean step s", "wall_mean", "{:.3f}"), ("median step s", "wall_median", "{:.3f}"),
+            ("mean CPU s (process time, all threads)", "cpu_mean", "{:.3f}"),
+            ("mean generation s", "generation_mean", "{:.3f}"),
+            ("mean reward s", "reward_time_mean", "{:.3f}"),
+            ("mean training s (rest of the step)", "training_mean", "{:.3f}"),
+            ("mean completion length (tokens)", "completion_length_mean", "{:.1f}"),
+            ("seconds per 1000 completion tokens", "seconds_per_1k_tokens", "{:.3f}"),
+            ("reward, first 5 steps", "reward_first5", "{:.3f}"),
+            ("reward, last 5 steps", "reward_last5", "{:.3f}"),
+            ("load average (1 min)", "load1_mean", "{:.2f}")]
+    lines = ["| | ours | TRL |", "|---|---|---|"]
+    lines += [f"| {label} | {f(o.get(key), fmt)} | {f(t.get(key), fmt)} |"
+              for label, key, fmt in rows]
     return "\n".join(lines)
 
 
@@ -278,8 +279,8 @@ def plot(res: dict, path: Path) -> None:
             title=f"Step time: ours / TRL = {res['ratio_mean']:.2f} (mean)")
     ax1.legend()
     ax2.legend()
-    fig.suptitle(f"tiny Qwen2 on 'sum', 8x8 completions/step, {res['config']['threads']} threads, "
-                 f"{res['config']['mode']}", fontsize=10)
+    fig.suptitle(f"tiny Qwen2 on 'sum', 8x8 completions/step, torch threads="
+                 f"{res['config']['threads']}, {res['config']['mode']}", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -292,7 +293,8 @@ def main(argv=None) -> dict:
     import torch
     torch.set_num_threads(args.threads)
     tiny_path()                                     # build / load the cache before any timing
-    command = "python benchmarks/grpo_vs_trl.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = " ".join(["python benchmarks/grpo_vs_trl.py", *(argv if argv is not None
+                                                             else sys.argv[1:])])
     load_before = os.getloadavg()
     t_start = time.perf_counter()
     second = None
@@ -342,10 +344,12 @@ def main(argv=None) -> dict:
     (args.out / f"{stem}.json").write_text(json.dumps(res, indent=1))
     plot(res, args.out / f"{stem}.png")
     print(table(res))
-    print(f"\nstep time ours / TRL: mean {res['ratio_mean']:.3f}, median {res['ratio_median']:.3f}, "
+    print(f"\nstep time ours / TRL: mean {res['ratio_mean']:.3f}, "
+          f"median {res['ratio_median']:.3f}, "
           f"median of paired steps {res['ratio_median_of_pairs']:.3f} "
           f"(vs TRL's full cycle incl. batch fetch + logging: {res['ratio_vs_trl_cycle']:.3f}; "
-          f"CPU seconds: {res['ratio_cpu']:.3f}; per completion token: {res['ratio_per_token']:.3f}); "
+          f"CPU seconds: {res['ratio_cpu']:.3f}; "
+          f"per completion token: {res['ratio_per_token']:.3f}); "
           f"target <= 0.6")
     if second is not None:
         print(f"ours, second sample after TRL: mean step {res['ours_second']['wall_mean']:.3f} s")

@@ -174,6 +174,7 @@ def _wait(driver, condition, what: str, timeout: float = 120.0, lab=None):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(ARTIFACTS / "timeout.png"))
     log = lab["log"].read_text()[-3000:] if lab else ""
+
     raise AssertionError(f"timed out waiting for {what}; screenshot in {ARTIFACTS}\n{log}")
 
 
@@ -258,6 +259,29 @@ def test_widgets_render_in_jupyterlab(lab, browser):
         "boxes[0].querySelector('input').click();")
     _wait(driver, f"return document.querySelectorAll('.wb-traces .wb-trace').length == "
           f"{min(20, len(traces))}", "the trace browser to show both steps", timeout=30, lab=lab)
+
+    # Open a step-1 completion in the trace browser's own group inspector.
+    _wait(driver, "return Array.from(document.querySelectorAll('.widget-dropdown option'))"
+          ".some(o => o.text.replace(/\\u00a0/g, ' ').startsWith('step 1 · group 2'))",
+          "the trace browser's row picker to list step 1", timeout=30, lab=lab)
+    driver.execute_script(                      # ipywidgets writes labels with no-break spaces
+        "const label = o => o.text.replace(/\\u00a0/g, ' ');"
+        "const select = Array.from(document.querySelectorAll('.widget-dropdown select'))"
+        ".find(s => Array.from(s.options).some(o => label(o).startsWith('step 1 · group 2')));"
+        "select.value = Array.from(select.options)"
+        ".find(o => label(o).startsWith('step 1 · group 2')).value;"
+        "select.dispatchEvent(new Event('change', {bubbles: true}));")
+    time.sleep(1.0)
+    driver.execute_script(
+        "Array.from(document.querySelectorAll('button'))"
+        ".find(b => b.textContent.includes('open in inspector')).click();")
+    _wait(driver, "const groups = document.querySelectorAll('.wb-group');"
+          "return groups.length > 1 && groups[groups.length - 1].textContent"
+          ".includes('step 1 · group 2');",
+          "the trace browser to open a group in its inspector", timeout=30, lab=lab)
+    opened = [t for t in traces if t["step"] == 1 and t["group"] == 2]
+    assert opened[0]["completion"].strip().splitlines()[0] in \
+        driver.find_elements(By.CSS_SELECTOR, ".wb-group")[-1].text
 
     # The verifier playground shows the verdict path.
     playground = _text(driver, ".wb-playground")

@@ -319,6 +319,10 @@ def test_unprivileged_uid_with_no_new_privs(host):
     host.assert_unharmed()
 
 
+# A checkout under /tmp (or the like) is invisible in there: the run gets a private /tmp.
+_REPO_HIDDEN = str(HOSTILE_DIR.resolve()).startswith(("/tmp/", "/var/tmp/", "/dev/shm/"))
+
+
 def test_closed_directories_stay_closed_and_python_is_read_only(host):
     result = run(f"""
         import os, sys
@@ -333,7 +337,8 @@ def test_closed_directories_stay_closed_and_python_is_read_only(host):
             print(e.strerror)
     """)
     lines = result.stdout.decode().splitlines()
-    assert lines[0] == "Permission denied"
+    assert lines[0] in (("Permission denied", "No such file or directory") if _REPO_HIDDEN
+                        else ("Permission denied",))
     assert lines[1] in ("Permission denied", "No such file or directory")
     assert lines[2] in ("Permission denied", "Read-only file system")
     host.assert_unharmed(result.stdout.decode())
@@ -478,7 +483,8 @@ def test_not_covered_memory_is_per_process(host):
 
 
 def test_not_covered_world_readable_files_stay_readable(host):
-    result = run(f"print(len(open({__file__!r}).read()) > 0, open('/etc/passwd').read()[:4])")
+    mine = "/etc/hostname" if _REPO_HIDDEN else __file__
+    result = run(f"print(len(open({mine!r}).read()) > 0, open('/etc/passwd').read()[:4])")
     assert result.stdout == b"True root\n"
     host.assert_unharmed()
 

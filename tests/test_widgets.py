@@ -272,3 +272,18 @@ def test_weak_task_pays_the_weak_verifier_and_only_watches_the_real_one():
     assert b.component("answer").tolist() == [1.0, 0.0]
     assert b.total.tolist() == pytest.approx([0.1, 1.1])
     assert len(weak.train) == len(task.train) and weak.writer is task.writer
+
+
+def test_notebook_mode_falls_back_to_tiny_without_a_gpu(capsys):
+    from workbench.widgets import notebook_mode
+
+    threads = torch.get_num_threads()
+    try:
+        mode = notebook_mode("Qwen/Qwen2.5-0.5B-Instruct")
+        line = capsys.readouterr().out
+        if not torch.cuda.is_available():
+            assert mode.tiny and "needs a CUDA GPU" in line
+            assert mode.train_settings(steps=3).threads == 1 and mode.train_settings().steps
+        assert line.count("\n") == 1 and line.startswith("[workbench] mode:")
+    finally:
+        torch.set_num_threads(threads)

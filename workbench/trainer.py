@@ -86,9 +86,12 @@ class GRPOTrainer:
     # 1. data order
     # ------------------------------------------------------------------------------------------
     def _order(self, epoch: int) -> list[int]:
-        order = list(range(len(self.task.train)))
-        random.Random(self.settings.seed * 100_003 + epoch).shuffle(order)
-        return order
+        """The seeded prompt order of ``epoch`` (computed once per epoch)."""
+        if getattr(self, "_order_cache", (None,))[0] != epoch:
+            order = list(range(len(self.task.train)))
+            random.Random(self.settings.seed * 100_003 + epoch).shuffle(order)
+            self._order_cache = (epoch, order)
+        return self._order_cache[1]
 
     def next_rows(self) -> list[dict]:
         n = len(self.task.train)

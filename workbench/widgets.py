@@ -682,12 +682,14 @@ class NotebookMode:
     def train_settings(self, **top):
         """``TrainSettings`` sized for this mode; ``top`` replaces top-level fields (steps, ...).
 
-        Tiny: the library defaults. Real model: a harder sum, longer completions, a LoRA learning
-        rate and smaller micro-batches so a T4 holds it.
+        Tiny: the library defaults on one CPU thread (see ``notebook_mode``). Real model: a harder
+        sum, longer completions, a LoRA learning rate and smaller micro-batches so a T4 holds it.
         """
         from .settings import GRPOSettings, TaskSettings, TrainSettings
 
         s = TrainSettings(model=self.model_settings())
+        if self.tiny and self.device == "cpu":
+            s = replace(s, threads=1)
         if not self.tiny:
             s = replace(s, task=TaskSettings(knobs={"n_terms": 6, "max_operand": 99}),
                         grpo=GRPOSettings(group_size=8, prompts_per_step=4,
@@ -701,7 +703,9 @@ def notebook_mode(model: str = "tiny", *, verbose: bool = True) -> NotebookMode:
     """Decide the mode from the notebook's ``MODEL`` setting and print one line saying why.
 
     A real model (a hub id or a folder) runs only where a CUDA GPU is present; anywhere else the
-    tiny default runs and the line says so. Also silences other libraries' download/loading
+    tiny default runs and the line says so. The tiny model on a CPU runs torch on one thread: its
+    matrices are too small to gain from two, and on a shared machine two threads that wait for
+    each other are several times slower. Also silences other libraries' download/loading
     progress bars, so a notebook shows only its own.
     """
     import torch
@@ -717,13 +721,17 @@ def notebook_mode(model: str = "tiny", *, verbose: bool = True) -> NotebookMode:
     if model == "tiny":
         hint = (f"set MODEL = {REAL_MODEL_EXAMPLE!r} to run a real model on this {gpu}" if cuda
                 else "no CUDA GPU here, and MODEL = 'tiny'")
+        where = "on the GPU" if cuda else "on the CPU, 1 torch thread"
         mode = NotebookMode("tiny", "cuda" if cuda else "cpu",
-                            f"tiny default (the embedded ~2M-parameter model): {hint}")
+                            f"tiny default (embedded ~2M-parameter model {where}): {hint}")
     elif not cuda:
-        mode = NotebookMode("tiny", "cpu", f"tiny default: MODEL = {model!r} needs a CUDA GPU "
-                            "and none is present (on Colab: Runtime > Change runtime type)")
+        mode = NotebookMode("tiny", "cpu", "tiny default (on the CPU, 1 torch thread): MODEL = "
+                            f"{model!r} needs a CUDA GPU and none is present (on Colab: "
+                            "Runtime > Change runtime type)")
     else:
         mode = NotebookMode(model, "cuda", f"{model} with 4-bit LoRA on {gpu}")
+    if mode.tiny and mode.device == "cpu":
+        torch.set_num_threads(1)
     if verbose:
         print(f"[workbench] mode: {mode.reason}")
     return mode
