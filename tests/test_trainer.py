@@ -113,3 +113,20 @@ def test_cli_inspect_and_errors(tmp_path):
                             "--model", str(tmp_path / "no-model")], env=env, cwd=ROOT,
                            capture_output=True, text=True)
     assert model.returncode == 2 and "no such model folder" in model.stderr
+
+
+@pytest.mark.slow
+def test_cli_eval_reads_a_checkpoint(tiny_path, tmp_path):
+    """`python -m workbench eval --model CHECKPOINT/weights` loads what train saved."""
+    env = dict(os.environ)
+    run = tmp_path / "run"
+    subprocess.run([sys.executable, "-m", "workbench", "train", "--out", str(run), "--steps", "2",
+                    "--eval-examples", "5", "--threads", "1"], env=env, cwd=ROOT, check=True,
+                   capture_output=True)
+    weights = run / "checkpoints" / "step-000002" / "weights"
+    res = subprocess.run([sys.executable, "-m", "workbench", "eval", "--model", str(weights),
+                          "--examples", "5", "--threads", "1"], env=env, cwd=ROOT,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    result = next(line for line in res.stdout.splitlines() if line.startswith("{"))
+    assert json.loads(result)["n"] == 5 and 0 <= json.loads(result)["accuracy"] <= 1

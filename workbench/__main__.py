@@ -80,7 +80,7 @@ def settings_from_args(args):
         value = getattr(args, flag, None)
         if value is not None:
             top[flag] = value
-    if m.model != "tiny" and args.lr is None:
+    if m.model != "tiny" and getattr(args, "lr", None) is None:
         g = replace(g, learning_rate=1e-5 if m.lora is False else 5e-5)  # full FT vs LoRA
     return replace(s, model=m, task=t, grpo=g, **top)
 
