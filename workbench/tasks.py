@@ -158,25 +158,25 @@ class SyntheticTask:
 
     def split(self, n_train: int, n_test: int) -> tuple[list[tuple], list[tuple], set]:
         """Fixed held-out problems (by TASK_SEED) and train problems that never collide with them."""
-        rng = random.Random(TASK_SEED)
-        test, seen = [], set()
-        attempts = 0
-        while len(test) < n_test and attempts < 50 * n_test:
-            p = self.sample_problem(rng)
-            attempts += 1
-            if p not in seen:
-                seen.add(p)
-                test.append(p)
-        held_out = set(seen)
-        train = []
-        rng = random.Random(TASK_SEED + 1)
-        attempts = 0
-        while len(train) < n_train and attempts < 50 * n_train:
-            p = self.sample_problem(rng)
-            attempts += 1
-            if p not in held_out:
-                train.append(p)
+        test = self._draw(TASK_SEED, n_test, skip=set(), distinct=True)
+        held_out = set(test)
+        train = self._draw(TASK_SEED + 1, n_train, skip=held_out, distinct=False)
         return train, test, held_out
+
+    def _draw(self, seed: int, n: int, *, skip: set, distinct: bool) -> list[tuple]:
+        """Up to ``n`` problems from a seeded stream, none in ``skip`` (nor repeated if
+        ``distinct``); gives up after 50 * n draws so a tiny problem space cannot loop forever."""
+        rng = random.Random(seed)
+        out, skip = [], set(skip)
+        for _ in range(50 * n):
+            if len(out) >= n:
+                break
+            p = self.sample_problem(rng)
+            if p not in skip:
+                out.append(p)
+                if distinct:
+                    skip.add(p)
+        return out
 
 
 class SumTask(SyntheticTask):

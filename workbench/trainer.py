@@ -17,7 +17,6 @@ from __future__ import annotations
 import random
 import time
 import warnings
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -70,6 +69,7 @@ class GRPOTrainer:
         self.generator = torch.Generator(device="cpu")
         self.step_count = 0
         self.data_position = 0
+        self._order_cache: tuple[int | None, list[int]] = (None, [])
         self.history: list[dict] = []
         self._warned: set[str] = set()
         torch.manual_seed(settings.seed)
@@ -87,7 +87,7 @@ class GRPOTrainer:
     # ------------------------------------------------------------------------------------------
     def _order(self, epoch: int) -> list[int]:
         """The seeded prompt order of ``epoch`` (computed once per epoch)."""
-        if getattr(self, "_order_cache", (None,))[0] != epoch:
+        if self._order_cache[0] != epoch:
             order = list(range(len(self.task.train)))
             random.Random(self.settings.seed * 100_003 + epoch).shuffle(order)
             self._order_cache = (epoch, order)
@@ -444,4 +444,4 @@ def _write(text: str) -> None:
     tqdm.write(text)
 
 
-__all__ = ["GRPOTrainer", "evaluate_policy", "train", "replace"]
+__all__ = ["GRPOTrainer", "evaluate_policy", "train"]
