@@ -55,3 +55,20 @@ def test_top_p_keeps_only_the_nucleus():
     gen = torch.Generator().manual_seed(0)
     picks = {int(sample_token(logits, top_p=0.8, generator=gen)[0]) for _ in range(200)}
     assert picks == {0, 1}
+
+
+def test_siblings_share_one_prefill_and_finished_rows_leave_the_batch(tiny_policy):
+    """Greedy siblings (one prefill copied to every row) decode exactly what generate decodes for
+    their prompt alone, while rows that finish early leave the batch."""
+    model, tok = tiny_policy.model, tiny_policy.tokenizer
+    prompts = _prompts(2) + [[{"role": "user", "content": "Add: 12+7+1"}],
+                             [{"role": "user", "content": "Solve 3x = 12"}]]
+    comps = sample_group(model, tok, prompts, group_size=3, max_new_tokens=40, temperature=0.0)
+    for i, p in enumerate(prompts):
+        enc = tok(tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True),
+                  return_tensors="pt", add_special_tokens=False)
+        with torch.no_grad():
+            ref = model.generate(**enc, max_new_tokens=40, do_sample=False)
+        text = tok.decode(ref[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        assert comps.texts[3 * i: 3 * i + 3] == [text] * 3
+    assert len(set(comps.lengths.tolist())) > 1          # ragged: some rows left early

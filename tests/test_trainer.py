@@ -130,3 +130,84 @@ def test_cli_eval_reads_a_checkpoint(tiny_path, tmp_path):
     assert res.returncode == 0, res.stderr[-2000:]
     result = next(line for line in res.stdout.splitlines() if line.startswith("{"))
     assert json.loads(result)["n"] == 5 and 0 <= json.loads(result)["accuracy"] <= 1
+
+
+# ---------------------------------------------------------------------------------------------
+# the fast paths of the update: shared prompts and pieces of similar length change no number
+# ---------------------------------------------------------------------------------------------
+
+def _sampled(policy, n_prompts=3, group_size=4):
+    from workbench.rollouts import sample_group
+    from workbench.tasks import get_task
+
+    prompts = list(get_task("sum").test["prompt"][:n_prompts])
+    prompts[1] = prompts[1] + [{"role": "assistant", "content": "Let"},
+                               {"role": "user", "content": "go on"}]    # a longer prompt: padding
+    return sample_group(policy.model, policy.tokenizer, prompts, group_size=group_size,
+                        max_new_tokens=40, generator=torch.Generator().manual_seed(1))
+
+
+def test_shared_prompt_logps_and_gradients_equal_whole_rows(tiny_policy):
+    """Forwarding each prompt once (keys/values copied to its rows) gives the log-probs and the
+    gradients of forwarding every prompt+completion row whole, for any set of rows."""
+    trainer = GRPOTrainer(_small(), None, policy=tiny_policy, verbose=False)
+    comps = _sampled(tiny_policy)
+    assert len(set(comps.lengths.tolist())) > 2, "the fixture must have ragged completions"
+    rows = torch.tensor([9, 0, 3, 5, 4, 11, 1])           # mixed groups, any order
+    model = tiny_policy.model
+    results = {}
+    for share in (True, False):
+        trainer._share_prompts = lambda m, share=share: share
+        model.zero_grad(set_to_none=True)
+        logps, ent = trainer.completion_logps(model, comps, rows, with_entropy=True)
+        mask = comps.completion_mask[rows, :logps.shape[1]]
+        (logps * mask).sum().backward()
+        grads = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        results[share] = (logps * mask, ent * mask, grads)
+    model.zero_grad(set_to_none=True)
+    assert results[True][0].shape[1] == int(comps.lengths[rows].max())   # padding cut
+    for a, b in zip(results[True], results[False]):          # equal up to float32 rounding
+        err = float((a - b).abs().max() / b.abs().max())
+        assert err < 1e-5, err
+
+
+def test_length_pieces_partition_rows_and_split_only_when_it_pays():
+    from workbench.trainer import length_pieces
+
+    bimodal = torch.tensor([5, 40, 6, 41, 5, 7, 39, 6] * 8)
+    pieces = length_pieces(bimodal)
+    assert sorted(torch.cat(pieces).tolist()) == list(range(64))          # each row once
+    assert len(pieces) >= 2
+    assert int(bimodal[pieces[0]].max()) <= 7 and int(bimodal[pieces[-1]].min()) >= 39
+    assert len(length_pieces(torch.full((16,), 12))) == 1                  # nothing to gain
+    assert len(length_pieces(torch.tensor([10, 11, 12, 12]))) == 1         # too little to gain
+    assert len(length_pieces(torch.tensor(list(range(1, 65))), max_pieces=3)) <= 3
+
+
+def test_update_in_pieces_equals_one_forward_for_every_loss_type(tiny_policy, monkeypatch):
+    """The whole update (micro-batches, pieces of similar length, shared prompts) produces the
+    gradient one unsplit forward of every row gives, for each loss type."""
+    import workbench.trainer as tr
+
+    comps = _sampled(tiny_policy)
+    adv = torch.randn(len(comps), generator=torch.Generator().manual_seed(2))
+    assert all(len(tr.length_pieces(comps.lengths[i:i + 6])) > 1 for i in (0, 6))  # exercised
+    state = {k: v.clone() for k, v in tiny_policy.model.state_dict().items()}
+    for loss_type in ("grpo", "bnpo", "dr_grpo", "dapo"):
+        grads = []
+        for fast in (True, False):
+            s = _small()
+            s = replace(s, grpo=replace(s.grpo, loss_type=loss_type, group_size=4,
+                                        prompts_per_step=3, micro_batch_size=6))
+            trainer = GRPOTrainer(s, None, policy=tiny_policy, verbose=False)
+            if not fast:
+                trainer._share_prompts = lambda m: False
+                monkeypatch.setattr(tr, "length_pieces", lambda lengths, **k: [torch.arange(
+                    len(lengths))])
+            trainer.optimizer.step = lambda: grads.append(torch.cat(
+                [p.grad.flatten() for p in tiny_policy.model.parameters() if p.grad is not None]))
+            trainer._update(comps, adv)
+            monkeypatch.undo()
+        tiny_policy.model.load_state_dict(state)
+        err = float((grads[0] - grads[1]).abs().max() / grads[1].abs().max())
+        assert err < 1e-5, (loss_type, err)

@@ -91,7 +91,8 @@ def grpo_loss(logps: Tensor, old_logps: Tensor, advantages: Tensor, mask: Tensor
               loss_type: str = "dapo", epsilon_low: float = 0.2, epsilon_high: float = 0.28,
               beta: float = 0.0, ref_logps: Tensor | None = None,
               max_completion_length: int | None = None, num_items_in_batch: float | None = None,
-              num_micro_batches: int = 1) -> LossParts:
+              num_micro_batches: int = 1, batch_rows: int | None = None,
+              batch_tokens: float | None = None) -> LossParts:
     """Clipped policy-ratio loss of one micro-batch.
 
     logps, old_logps, ref_logps, mask: (B, T) -- current, sampling-time and reference log-probs
@@ -102,6 +103,11 @@ def grpo_loss(logps: Tensor, old_logps: Tensor, advantages: Tensor, mask: Tensor
     ``num_micro_batches`` is how many micro-batches add up to one optimiser step (gradient
     accumulation); ``num_items_in_batch`` (dapo) is the number of real tokens in the whole step.
     ``max_completion_length`` (dr_grpo) defaults to T.
+
+    A micro-batch may itself be forwarded in pieces (the trainer groups completions of similar
+    length): pass the whole micro-batch's sequence count ``batch_rows`` and real-token count
+    ``batch_tokens`` and the pieces' losses add up exactly to the micro-batch's loss, whatever the
+    loss type. Left out, they are this call's own counts.
     """
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type must be one of {LOSS_TYPES}, got {loss_type!r}")
@@ -120,15 +126,17 @@ def grpo_loss(logps: Tensor, old_logps: Tensor, advantages: Tensor, mask: Tensor
         kl_mean = float(((kl * mask).sum() / mask.sum().clamp(min=1.0)).detach())
 
     n_tokens = mask.sum().clamp(min=1.0)
+    rows = per_token.shape[0] if batch_rows is None else batch_rows
+    tokens = n_tokens if batch_tokens is None else max(float(batch_tokens), 1.0)
     if loss_type == "grpo":
-        loss = ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean() / num_micro_batches
+        loss = ((per_token * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).sum() / rows / num_micro_batches
     elif loss_type == "bnpo":
-        loss = (per_token * mask).sum() / n_tokens / num_micro_batches
+        loss = (per_token * mask).sum() / tokens / num_micro_batches
     elif loss_type == "dr_grpo":
         length = max_completion_length or per_token.shape[1]
-        loss = (per_token * mask).sum() / (per_token.shape[0] * length) / num_micro_batches
+        loss = (per_token * mask).sum() / (rows * length) / num_micro_batches
     else:  # dapo: every token of the step counts once, however the step is split
-        normaliser = n_tokens if num_items_in_batch is None else max(float(num_items_in_batch), 1.0)
+        normaliser = tokens if num_items_in_batch is None else max(float(num_items_in_batch), 1.0)
         loss = (per_token * mask).sum() / normaliser
 
     with torch.no_grad():

@@ -58,8 +58,9 @@ prompt and ``T`` completion tokens):
   converts them to fp32 and divides by the temperature (kept by ``logsumexp`` for backward),
   then ``token_entropy`` makes ``log_softmax``, ``exp`` and their product: four fp32 copies at
   once, ``16 * micro_batch * T * V``. With a 150k vocabulary this is often the peak.
-* **KV cache** -- ``2 * L * k * (P+T) * generation_batch * a``, at the end of decoding.
-* **sampling scratch** -- the larger of the prefill (``generation_batch * P`` tokens of MLP and
+* **KV cache** -- ``2 * L * k * (P+T) * generation_batch * a``, at the end of decoding if no
+  completion ends early (finished rows leave the batch, so this is the worst case).
+* **sampling scratch** -- the larger of the prefill (``P`` tokens of each distinct prompt: MLP and
   LoRA temporaries, ``(2a+12)*i + (2a+4)*h`` each, plus one layer's float mask) and a decode step
   (the ``(batch, V)`` logits, their fp32 tempered copy and log-softmax, ``batch*V*(a+8)``, plus
   one layer's cache while ``torch.cat`` grows it).
@@ -336,18 +337,20 @@ def kv_cache_bytes(config, *, batch_size: int, tokens: int, dtype_bytes: int = 2
 
 def sampling_scratch_bytes(config, *, tier: str, batch_size: int, prompt_tokens: int,
                            completion_tokens: int, dtype_bytes: int = 2,
-                           lora: bool = True) -> int:
+                           lora: bool = True, prompts: int | None = None) -> int:
     """Generation memory besides the final KV cache (see the module docstring): the larger of
-    the prefill (with its shorter cache) and a decode step."""
+    the prefill (with its shorter cache) and a decode step. ``prompts``: the distinct prompts
+    among the ``batch_size`` rows (siblings share one prefill; default: all distinct)."""
     s = ModelShape.from_config(config)
+    u = min(batch_size, prompts or batch_size)
     a = activation_dtype_bytes(tier, dtype_bytes)
     h, i = s.hidden_size, s.intermediate_size
     # prefill: the MLP's silu(gate) and up, and peft's fp32 LoRA output, scaled output and sum
     per_token = ((2 * a + 12) * i if lora and tier != "unsloth" else 3 * a * i) + (2 * a + 4) * h
-    prefill = batch_size * prompt_tokens * per_token + batch_size * prompt_tokens ** 2 * a
+    prefill = u * prompt_tokens * per_token + u * prompt_tokens ** 2 * a
     total = prompt_tokens + completion_tokens
     full = kv_cache_bytes(s, batch_size=batch_size, tokens=total, dtype_bytes=a)
-    at_prefill = kv_cache_bytes(s, batch_size=batch_size, tokens=prompt_tokens, dtype_bytes=a)
+    at_prefill = kv_cache_bytes(s, batch_size=u, tokens=prompt_tokens, dtype_bytes=a)
     # decode: the (batch, V) logits, their fp32 tempered copy and log-softmax/exp (top_p < 1
     # sorts and scatters as well: about 25 more bytes per vocabulary entry), and one layer's
     # cache twice while torch.cat grows it
@@ -511,7 +514,8 @@ def estimate_peak_memory(config, *, tier: str, group_size: int, prompts_per_step
     kv = kv_cache_bytes(s, batch_size=gb, tokens=seq, dtype_bytes=a)
     sampling = sampling_scratch_bytes(s, tier=tier, batch_size=gb, prompt_tokens=prompt_tokens,
                                       completion_tokens=completion_tokens, dtype_bytes=dtype_bytes,
-                                      lora=lora_r is not None)
+                                      lora=lora_r is not None,
+                                      prompts=-(-gb // group_size) + (gb % group_size > 0))
     est = MemoryEstimate(weights=weights, trainable=trainable, gradients=gradients,
                          optimizer=optimizer, activations=kept, layer_scratch=scratch,
                          logits=logits, kv_cache=kv, sampling=sampling, overhead=0, tier=tier,

@@ -1,9 +1,14 @@
 """Sampling groups of completions: the "generation" half of every GRPO step.
 
 ``sample_group`` turns ``P`` prompts into ``P * group_size`` completions, siblings adjacent, with a
-plain key/value-cached decoding loop: prefill the prompts once, then one token per forward pass for
-every sequence still running. It is the same loop ``model.generate`` runs, written out so a learner
-can read it, and it skips the bookkeeping a tiny model cannot afford.
+plain key/value-cached decoding loop: prefill, then one token per forward pass for every sequence
+still running. It is the loop ``model.generate`` runs, written out so a learner can read it, with
+two savings that matter for GRPO and skip the bookkeeping a tiny model cannot afford:
+
+* siblings share their prompt, so each distinct prompt is prefilled once and its keys/values are
+  copied to its ``group_size`` rows (``DynamicCache.batch_select_indices``);
+* a row that has sampled EOS leaves the batch, so later tokens are computed only for the rows
+  still running (the rest of the batch is not padded along to the longest completion).
 
 Prompts are left-padded so that every sequence's next token sits in the last column; position ids
 come from the attention mask so padding does not shift positions.
@@ -102,35 +107,47 @@ def _decode_batch(model, tokenizer, prompts: list[str], *, max_new_tokens: int, 
 
     eos = _eos_ids(tokenizer, model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
+    # siblings share a prompt: prefill each distinct prompt once, then copy its cache to its rows
+    unique, row_of = _distinct(prompts)
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:
-        enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        enc = tokenizer(unique, return_tensors="pt", padding=True, add_special_tokens=False)
     finally:
         tokenizer.padding_side = side
-    prompt_ids = enc["input_ids"].to(device)                            # (B, P)
-    prompt_mask = enc["attention_mask"].to(device)                      # (B, P)
+    row_of = torch.tensor(row_of, device=device)                        # (B,) row -> distinct prompt
+    prompt_ids = enc["input_ids"].to(device)[row_of]                    # (B, P)
+    prompt_mask = enc["attention_mask"].to(device)[row_of]              # (B, P)
     B = prompt_ids.shape[0]
     eos_t = torch.tensor(eos, device=device)
 
     was_training = model.training
     model.eval()
     cache = DynamicCache()
-    mask = prompt_mask
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)                      # (B, P)
-    out = model(input_ids=prompt_ids, attention_mask=mask, position_ids=positions,
+    mask = enc["attention_mask"].to(device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)                      # (U, P)
+    out = model(input_ids=enc["input_ids"].to(device), attention_mask=mask, position_ids=positions,
                 past_key_values=cache, use_cache=True, logits_to_keep=1)
-    logits = out.logits[:, -1, :]                                        # (B, V)
-    next_pos = positions[:, -1] + 1                                      # (B,)
-    done = torch.zeros(B, dtype=torch.bool, device=device)
-    tokens, logps = [], []
-    for _ in range(max_new_tokens):
+    cache.batch_select_indices(row_of)                                  # (U, ...) -> (B, ...)
+    logits = out.logits[row_of, -1, :]                                  # (B, V)
+    mask, next_pos = prompt_mask, positions[row_of, -1] + 1
+    # finished rows leave the batch: ``live`` maps the rows still decoding to their output rows
+    live = torch.arange(B, device=device)
+    tokens = torch.full((B, max_new_tokens), pad, dtype=torch.long, device=device)
+    logps = torch.zeros(B, max_new_tokens, device=device)
+    steps = 0
+    for t in range(max_new_tokens):
         ids, lp = sample_token(logits, temperature=temperature, top_p=top_p, generator=generator)
-        ids = ids.masked_fill(done, pad)
-        tokens.append(ids)
-        logps.append(lp.masked_fill(done, 0.0))
-        done = done | torch.isin(ids, eos_t)
-        if bool(done.all()):
+        tokens[live, t], logps[live, t] = ids, lp
+        steps = t + 1
+        running = ~torch.isin(ids, eos_t)
+        if not bool(running.any()):
+            break
+        if not bool(running.all()):                                     # drop the finished rows
+            keep = running.nonzero().squeeze(1)
+            live, ids, mask, next_pos = live[keep], ids[keep], mask[keep], next_pos[keep]
+            cache.batch_select_indices(keep)
+        if t + 1 == max_new_tokens:
             break
         mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
         out = model(input_ids=ids[:, None], attention_mask=mask, position_ids=next_pos[:, None],
@@ -139,14 +156,21 @@ def _decode_batch(model, tokenizer, prompts: list[str], *, max_new_tokens: int, 
         next_pos = next_pos + 1
     if was_training:
         model.train()
-    completion_ids = torch.stack(tokens, dim=1)                          # (B, T)
+    completion_ids = tokens[:, :steps]                                  # (B, T)
     is_eos = torch.isin(completion_ids, eos_t)
     # mask: tokens up to and including the first EOS
     after_eos = (is_eos.cumsum(dim=1) - is_eos.long()) > 0
     completion_mask = (~after_eos).long()
     return {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "completion_ids": completion_ids,
-            "completion_mask": completion_mask, "sample_logps": torch.stack(logps, dim=1),
+            "completion_mask": completion_mask, "sample_logps": logps[:, :steps],
             "finished": is_eos.any(dim=1), "pad": pad}
+
+
+def _distinct(items: list) -> tuple[list, list[int]]:
+    """The distinct items in first-seen order, and for each item the index of its distinct one."""
+    index: dict = {}
+    row_of = [index.setdefault(x, len(index)) for x in items]
+    return list(index), row_of
 
 
 def _concat(pieces: list[dict], tokenizer) -> Completions:

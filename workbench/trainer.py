@@ -105,16 +105,31 @@ class GRPOTrainer:
     # ------------------------------------------------------------------------------------------
     # log-probs of completions under the current (or reference) model
     # ------------------------------------------------------------------------------------------
-    def completion_logps(self, model, comps: Completions, rows: slice, *, with_entropy: bool = False):
-        """(B, T) log-probs of the completion tokens of ``comps[rows]`` (and entropies)."""
-        p_ids, p_mask = comps.prompt_ids[rows], comps.prompt_mask[rows]
-        c_ids, c_mask = comps.completion_ids[rows], comps.completion_mask[rows]
-        ids = torch.cat([p_ids, c_ids], dim=1)                             # (B, P+T)
-        mask = torch.cat([p_mask, c_mask], dim=1)
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        T = c_ids.shape[1]
-        logits = model(input_ids=ids, attention_mask=mask, position_ids=positions,
-                       logits_to_keep=T + 1).logits[:, :-1, :]             # (B, T, V)
+    def completion_logps(self, model, comps: Completions, rows, *, with_entropy: bool = False):
+        """Log-probs (B, T) of the completion tokens of ``comps`` rows ``rows`` (a slice or an index
+        tensor), and their entropies when asked. ``T`` is the longest real completion among them:
+        padding after every EOS is not computed.
+
+        Siblings share their prompt, so each distinct prompt is forwarded once and its keys and
+        values are copied to its completions (gradients flow back through the copy) -- the same
+        numbers as forwarding every prompt+completion row, for a fraction of the prompt work.
+        Under gradient checkpointing (which drops caches) or unsloth's patched forward, every row
+        is forwarded whole instead.
+        """
+        if isinstance(rows, slice):
+            rows = torch.arange(len(comps))[rows]
+        rows = rows.to(comps.completion_ids.device)
+        c_mask = comps.completion_mask[rows]
+        T = max(1, int(c_mask.sum(dim=1).max()))
+        c_ids, c_mask = comps.completion_ids[rows, :T], c_mask[:, :T]
+        if self._share_prompts(model):
+            logits = _shared_prompt_logits(model, comps, rows, c_ids, c_mask)
+        else:
+            ids = torch.cat([comps.prompt_ids[rows], c_ids], dim=1)        # (B, P+T)
+            mask = torch.cat([comps.prompt_mask[rows], c_mask], dim=1)
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            logits = model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                           logits_to_keep=T + 1).logits[:, :-1, :]         # (B, T, V)
         logits = logits.float() / self.settings.grpo.temperature
         logps = token_logps(logits, c_ids)
         if not with_entropy:
@@ -122,6 +137,10 @@ class GRPOTrainer:
         with torch.no_grad():
             ent = token_entropy(logits)
         return logps, ent
+
+    def _share_prompts(self, model) -> bool:
+        checkpointing = getattr(model, "is_gradient_checkpointing", False)
+        return not checkpointing and self.policy.tier != "unsloth"
 
     # ------------------------------------------------------------------------------------------
     # one GRPO step
@@ -185,46 +204,68 @@ class GRPOTrainer:
             max_size=g.group_size * g.prompts_per_step, multiple_of=g.group_size))
 
     def _update(self, comps: Completions, advantages: torch.Tensor) -> dict:
+        """Step 5: ``num_iterations`` optimiser steps on this batch of completions.
+
+        Rows are split into micro-batches of ``micro_batch_size`` (gradient accumulation); each
+        micro-batch is forwarded in pieces of similar completion length (``length_pieces``) so
+        that short completions are not padded to the longest. The pieces' losses add up to the
+        micro-batch's loss exactly (``grpo_loss``'s ``batch_rows`` / ``batch_tokens``).
+        """
         g = self.settings.grpo
         n = len(comps)
         mb = g.micro_batch_size
-        slices = [slice(i, i + mb) for i in range(0, n, mb)]
+        lengths = comps.lengths.cpu()                 # row bookkeeping stays on the CPU
+        micro = [torch.arange(i, min(i + mb, n)) for i in range(0, n, mb)]
+        pieces = [[idx[p] for p in length_pieces(lengths[idx])] for idx in micro]
         n_tokens = float(comps.completion_mask.sum())
         old = ref = None
         if g.num_iterations > 1:                      # the sampling policy, frozen for all passes
-            with torch.no_grad():
-                old = torch.cat([self.completion_logps(self.model, comps, sl)[0] for sl in slices])
+            old = self._all_logps(self.model, comps, pieces)
         if g.beta != 0.0:
-            with torch.no_grad(), self.policy.reference() as ref_model:
-                ref = torch.cat([self.completion_logps(ref_model, comps, sl)[0] for sl in slices])
+            with self.policy.reference() as ref_model:
+                ref = self._all_logps(ref_model, comps, pieces)
         self.model.train()
         totals = {"loss": 0.0, "kl": 0.0, "clip_low": 0.0, "clip_high": 0.0, "entropy": 0.0,
                   "grad_norm": 0.0}
         count = 0
         for _ in range(g.num_iterations):
             self.optimizer.zero_grad(set_to_none=True)
-            for sl in slices:
-                logps, ent = self.completion_logps(self.model, comps, sl, with_entropy=True)
-                mask = comps.completion_mask[sl].to(logps.dtype)
-                parts = grpo_loss(
-                    logps, old[sl] if old is not None else logps.detach(), advantages[sl], mask,
-                    loss_type=g.loss_type, epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high,
-                    beta=g.beta, ref_logps=ref[sl] if ref is not None else None,
-                    max_completion_length=g.max_new_tokens, num_items_in_batch=n_tokens,
-                    num_micro_batches=len(slices))
-                parts.loss.backward()
-                w = float(mask.sum()) / max(n_tokens, 1.0)
-                totals["loss"] += float(parts.loss.detach())
-                totals["kl"] += parts.kl * w
-                totals["clip_low"] += parts.clip_low * w
-                totals["clip_high"] += parts.clip_high * w
-                totals["entropy"] += float((ent * mask).sum()) / max(n_tokens, 1.0)
+            for idx, parts_of in zip(micro, pieces):
+                batch_tokens = float(comps.completion_mask[idx].sum())
+                for rows in parts_of:
+                    logps, ent = self.completion_logps(self.model, comps, rows, with_entropy=True)
+                    T = logps.shape[1]
+                    mask = comps.completion_mask[rows, :T].to(logps.dtype)
+                    parts = grpo_loss(
+                        logps, old[rows, :T] if old is not None else logps.detach(),
+                        advantages[rows], mask, loss_type=g.loss_type,
+                        epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high, beta=g.beta,
+                        ref_logps=ref[rows, :T] if ref is not None else None,
+                        max_completion_length=g.max_new_tokens, num_items_in_batch=n_tokens,
+                        num_micro_batches=len(micro), batch_rows=len(idx),
+                        batch_tokens=batch_tokens)
+                    parts.loss.backward()
+                    w = float(mask.sum()) / max(n_tokens, 1.0)
+                    totals["loss"] += float(parts.loss.detach())
+                    totals["kl"] += parts.kl * w
+                    totals["clip_low"] += parts.clip_low * w
+                    totals["clip_high"] += parts.clip_high * w
+                    totals["entropy"] += float((ent * mask).sum()) / max(n_tokens, 1.0)
             params = [p for p in self.model.parameters() if p.requires_grad]
             totals["grad_norm"] += float(torch.nn.utils.clip_grad_norm_(params, g.max_grad_norm))
             self.optimizer.step()
             count += 1
         self.optimizer.zero_grad(set_to_none=True)
         return {k: v / count for k, v in totals.items()}
+
+    @torch.no_grad()
+    def _all_logps(self, model, comps: Completions, pieces: list[list[torch.Tensor]]) -> torch.Tensor:
+        """(N, T) log-probs of every completion token under ``model`` (old or reference policy)."""
+        out = torch.zeros(comps.completion_ids.shape, device=comps.completion_ids.device)
+        for rows in (r for parts_of in pieces for r in parts_of):
+            logps, _ = self.completion_logps(model, comps, rows)
+            out[rows, :logps.shape[1]] = logps
+        return out
 
     def _metrics(self, comps, rewards, advantages, stats, t_gen, t_reward, t_train, t_step) -> dict:
         g = self.settings.grpo
@@ -394,6 +435,67 @@ class GRPOTrainer:
         return summary
 
 
+def length_pieces(lengths: torch.Tensor, *, max_pieces: int = 4,
+                  min_saving: float = 0.125) -> list[torch.Tensor]:
+    """Split rows into at most ``max_pieces`` groups of similar length, to forward separately.
+
+    A piece costs ``rows * longest`` padded tokens. Rows are sorted by length and cut where the
+    cuts save the most; each extra piece must save at least ``min_saving`` of the unsplit cost,
+    since every extra forward pass has a fixed cost too. Returns index tensors into ``lengths``,
+    shortest rows first; a single piece when no cut pays.
+    """
+    order = torch.argsort(lengths, stable=True)
+    values, counts = torch.unique_consecutive(lengths[order].clamp(min=1), return_counts=True)
+    values, counts = values.tolist(), counts.tolist()
+    ends = [sum(counts[:j + 1]) for j in range(len(counts))]      # rows up to the end of run j
+    penalty = min_saving * len(lengths) * values[-1]
+    # best[k][j]: least cost of the rows up to run j in k pieces; a piece ends at a run's end
+    inf = float("inf")
+    m = len(values)
+    best = [[inf] * m for _ in range(max_pieces + 1)]
+    cut = [[-1] * m for _ in range(max_pieces + 1)]
+    for j in range(m):
+        best[1][j] = ends[j] * values[j] + penalty
+    for k in range(2, max_pieces + 1):
+        for j in range(m):
+            for i in range(j):                                      # last piece: runs i+1..j
+                cost = best[k - 1][i] + (ends[j] - ends[i]) * values[j] + penalty
+                if cost < best[k][j]:
+                    best[k][j], cut[k][j] = cost, i
+    k = min(range(1, max_pieces + 1), key=lambda k: best[k][m - 1])
+    bounds, j = [], m - 1
+    while k > 1:
+        i = cut[k][j]
+        bounds.append((ends[i], ends[j]))
+        j, k = i, k - 1
+    bounds.append((0, ends[j]))
+    return [order[a:b] for a, b in reversed(bounds)]
+
+
+def _shared_prompt_logits(model, comps: Completions, rows: torch.Tensor, c_ids: torch.Tensor,
+                          c_mask: torch.Tensor) -> torch.Tensor:
+    """Logits (B, T, V) predicting ``c_ids`` with each distinct prompt of ``rows`` forwarded once."""
+    from transformers import DynamicCache
+
+    groups, row_of = torch.unique(rows // comps.group_size, return_inverse=True)
+    first = groups * comps.group_size                    # one row of each distinct prompt
+    p_ids, p_mask = comps.prompt_ids[first], comps.prompt_mask[first]
+    positions = (p_mask.cumsum(-1) - 1).clamp(min=0)
+    cache = DynamicCache()
+    out = model(input_ids=p_ids, attention_mask=p_mask, position_ids=positions,
+                past_key_values=cache, use_cache=True, logits_to_keep=1)
+    cache.batch_select_indices(row_of)                   # prompt keys/values, one copy per row
+    first_logits = out.logits[row_of][:, -1:, :]         # predicts completion token 0
+    T = c_ids.shape[1]
+    if T == 1:
+        return first_logits
+    mask = torch.cat([p_mask[row_of], c_mask[:, :-1]], dim=1)
+    c_pos = positions[row_of, -1:] + torch.arange(1, T, device=c_ids.device)
+    rest = model(input_ids=c_ids[:, :-1], attention_mask=mask, position_ids=c_pos,
+                 past_key_values=cache, use_cache=True).logits         # predicts tokens 1..T-1
+    return torch.cat([first_logits, rest], dim=1)
+
+
 def evaluate_policy(policy: Policy, task: Task, *, n: int = 200, max_new_tokens: int = 32,
                     label: str = "eval", step: int = 0, batch_size: int = 100,
                     run: Run | None = None) -> dict:
@@ -444,4 +546,4 @@ def _write(text: str) -> None:
     tqdm.write(text)
 
 
-__all__ = ["GRPOTrainer", "evaluate_policy", "train"]
+__all__ = ["GRPOTrainer", "evaluate_policy", "length_pieces", "train"]
