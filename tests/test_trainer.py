@@ -211,3 +211,35 @@ def test_update_in_pieces_equals_one_forward_for_every_loss_type(tiny_policy, mo
         tiny_policy.model.load_state_dict(state)
         err = float((grads[0] - grads[1]).abs().max() / grads[1].abs().max())
         assert err < 1e-5, (loss_type, err)
+
+
+@pytest.mark.parametrize("tier", ["plain", "bnb4"])
+def test_shared_prompts_under_lora_and_the_reference_policy(tier):
+    """The shared-prompt forward also holds through peft's LoRA wrapper (plain and 4-bit base),
+    for the policy and for the reference (adapters disabled), and a KL + two-pass update runs."""
+    from workbench.models import load_policy
+    from workbench.settings import GRPOSettings, ModelSettings
+
+    if tier == "bnb4":
+        pytest.importorskip("bitsandbytes")
+    ms = ModelSettings(lora=True, lora_r=8, tier=tier)
+    policy = load_policy(ms, device="cpu", verbose=False)
+    s = TrainSettings(model=ms, grpo=GRPOSettings(beta=0.04, num_iterations=2, group_size=4,
+                                                  prompts_per_step=3, micro_batch_size=6))
+    trainer = GRPOTrainer(s, None, policy=policy, verbose=False)
+    comps = _sampled(policy)
+    rows = torch.tensor([9, 0, 3, 5, 4, 11, 1])
+    got = {}
+    for share in (True, False):
+        trainer._share_prompts = lambda m, share=share: share
+        with torch.no_grad():
+            logps, _ = trainer.completion_logps(policy.model, comps, rows)
+            with policy.reference() as ref:
+                ref_logps, _ = trainer.completion_logps(ref, comps, rows)
+        mask = comps.completion_mask[rows, :logps.shape[1]]
+        got[share] = (logps * mask, ref_logps * mask)
+    for a, b in zip(got[True], got[False]):
+        assert float((a - b).abs().max()) < 1e-4
+    del trainer._share_prompts
+    stats = trainer._update(comps, torch.randn(len(comps), generator=torch.Generator().manual_seed(0)))
+    assert stats["kl"] > 0 and stats["grad_norm"] > 0
