@@ -305,16 +305,15 @@ def gsm8k_gold(answer_field: str) -> str:
 
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), nested braces respected."""
-    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
-    if not starts:
-        return None
-    i = starts[-1]
-    depth, j = 1, i
-    while j < len(text) and depth:
-        depth += {"{": 1, "}": -1}.get(text[j], 0)
-        j += 1
-    return text[i:j - 1].strip() if depth == 0 else None
+    """Content of the last outermost ``\\boxed{...}`` (or ``\\fbox{...}``): MATH's final answer.
+
+    The math verifier's own extraction (nested braces, escaped braces and ``\\boxed 5``
+    handled the same way), so a gold answer is read exactly as completions are.
+    """
+    from verifiers._math_extract import boxed_answers
+
+    boxes = boxed_answers(text)
+    return boxes[-1] if boxes else None
 
 
 def _read_jsonl(path: str | Path) -> list[dict]:
