@@ -275,7 +275,7 @@ def test_weak_task_pays_the_weak_verifier_and_only_watches_the_real_one():
 
 
 def test_notebook_mode_falls_back_to_tiny_without_a_gpu(capsys):
-    from workbench.widgets import notebook_mode
+    from workbench.settings import notebook_mode
 
     threads = torch.get_num_threads()
     try:

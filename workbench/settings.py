@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +170,82 @@ def validate_settings(s: TrainSettings) -> None:
             "'gsm8k:PATH.jsonl' / 'math:PATH.jsonl' for a local file.")
     if problems:
         raise SettingsError("Settings cannot work:\n  - " + "\n  - ".join(problems))
+
+
+# =============================================================================================
+# The notebooks' one visible decision: tiny default, or a real model on a GPU
+# =============================================================================================
+
+REAL_MODEL_EXAMPLE = "Qwen/Qwen2.5-0.5B-Instruct"
+
+
+@dataclass(frozen=True)
+class NotebookMode:
+    """Which model a notebook runs and why (``notebook_mode`` decides and prints it)."""
+
+    model: str              # "tiny" or the hub id / folder that will be loaded
+    device: str             # "cpu" or "cuda"
+    reason: str             # the printed line
+
+    @property
+    def tiny(self) -> bool:
+        return self.model == "tiny"
+
+    def model_settings(self):
+        """``ModelSettings`` for this mode (tiny: full fine-tune; real: 4-bit LoRA)."""
+        return ModelSettings(model=self.model)
+
+    def train_settings(self, **top):
+        """``TrainSettings`` sized for this mode; ``top`` replaces top-level fields (steps, ...).
+
+        Tiny: the library defaults on one CPU thread (see ``notebook_mode``). Real model: a harder
+        sum, longer completions, a LoRA learning rate and smaller micro-batches so a T4 holds it.
+        """
+        s = TrainSettings(model=self.model_settings())
+        if self.tiny and self.device == "cpu":
+            s = replace(s, threads=1)
+        if not self.tiny:
+            s = replace(s, task=TaskSettings(knobs={"n_terms": 6, "max_operand": 99}),
+                        grpo=GRPOSettings(group_size=8, prompts_per_step=4,
+                                          generation_batch_size=32, micro_batch_size=8,
+                                          max_new_tokens=256, learning_rate=2e-5),
+                        eval_examples=100)
+        return replace(s, **top)
+
+
+def notebook_mode(model: str = "tiny", *, verbose: bool = True) -> NotebookMode:
+    """Decide the mode from the notebook's ``MODEL`` setting and print one line saying why.
+
+    A real model (a hub id or a folder) runs only where a CUDA GPU is present; anywhere else the
+    tiny default runs and the line says so. The tiny model on a CPU runs torch on one thread: its
+    matrices are too small to gain from two, and on a shared machine two threads that wait for
+    each other are several times slower. Also silences other libraries' download/loading
+    progress bars, so a notebook shows only its own.
+    """
+    import torch
+
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:                                   # pragma: no cover
+        pass
+    cuda = torch.cuda.is_available()
+    gpu = torch.cuda.get_device_name(0) if cuda else None
+    if model == "tiny":
+        hint = (f"set MODEL = {REAL_MODEL_EXAMPLE!r} to run a real model on this {gpu}" if cuda
+                else "no CUDA GPU here, and MODEL = 'tiny'")
+        where = "on the GPU" if cuda else "on the CPU, 1 torch thread"
+        mode = NotebookMode("tiny", "cuda" if cuda else "cpu",
+                            f"tiny default (embedded ~2M-parameter model {where}): {hint}")
+    elif not cuda:
+        mode = NotebookMode("tiny", "cpu", "tiny default (on the CPU, 1 torch thread): MODEL = "
+                            f"{model!r} needs a CUDA GPU and none is present (on Colab: "
+                            "Runtime > Change runtime type)")
+    else:
+        mode = NotebookMode(model, "cuda", f"{model} with 4-bit LoRA on {gpu}")
+    if mode.tiny and mode.device == "cpu":
+        torch.set_num_threads(1)
+    if verbose:
+        print(f"[workbench] mode: {mode.reason}")
+    return mode

@@ -146,7 +146,7 @@ class GRPOTrainer:
     # one GRPO step
     # ------------------------------------------------------------------------------------------
     def step(self) -> dict:
-        s, g = self.settings, self.settings.grpo
+        g = self.settings.grpo
         t0 = time.perf_counter()
         # 1. prompts
         rows = self.next_rows()
