@@ -14,6 +14,7 @@ from verifiers import MathVerdict, math_reward, verify_math, verify_math_many
 from verifiers.math import warm_up
 
 DATA = Path(__file__).parent.parent / "benchmarks" / "data" / "math_pairs.jsonl"
+HELDOUT = DATA.with_name("math_pairs_heldout.jsonl")       # written without reading the verifier
 MARGIN_S = 0.5          # scheduling slack on a loaded 2-core machine
 # Non-linear inequality whose real roots sympy takes many seconds to isolate.
 SLOW_FOR_SYMPY = "(x+1)^{60}-3x^{59}+7>0"
@@ -118,6 +119,44 @@ def test_several_boxes_for_a_list_gold_are_read_together():
     assert equal("$\\boxed{2}$ and $\\boxed{3}$", "2, 3")
 
 
+@pytest.mark.parametrize("completion,gold,correct", [
+    ("First try: $\\boxed{6}$. Wait, I double counted; correcting this, the answer is $\\boxed{8}$.",
+     "8", True),                                         # a correction: the later box counts
+    ("First try: $\\boxed{6}$. Wait, I double counted; correcting this, the answer is $\\boxed{8}$.",
+     "6", False),
+    ("So the answer is \\boxed{7} \\text{ or } \\boxed{8}.", "7", False),   # alternatives: a hedge
+    ("$\\boxed{3}$\n$\\boxed{4}$", "4", False),
+    ("\\boxed{3} \\quad \\boxed{4}", "4", False),
+])
+def test_a_box_after_more_reasoning_supersedes_one_offered_alongside_does_not(completion, gold,
+                                                                              correct):
+    v = verify_math(completion, gold)
+    assert v.correct is correct, v.steps
+    if not correct and gold != "6":
+        assert v.reason == "hedged"
+
+
+def test_open_interval_with_an_infinite_end_is_an_interval_not_a_pair():
+    assert equal("$\\boxed{\\mathbb{R}}$", "(-\\infty, \\infty)")
+    assert equal("$\\boxed{x > 2}$", "(2, \\infty)")
+    assert not equal("$\\boxed{[2, \\infty)}$", "(2, \\infty)")
+    assert equal("$\\boxed{(1, 2)}$", "(1, 2)")           # a finite pair stays a pair
+    assert not equal("$\\boxed{\\{1, 2\\}}$", "(1, 2)")
+
+
+def test_a_choice_letter_may_be_followed_by_its_value_but_not_by_another_choice():
+    assert equal("The answer is (C) 12.", "\\text{(C)}")
+    assert equal("The answer is C) 12", "(C)")
+    assert not equal("The answer is (D) 12.", "\\text{(C)}")
+    assert not equal("The answer is (C) or (D).", "\\text{(C)}")
+
+
+def test_a_clock_time_is_read_whole():
+    assert equal("Starting at 1:30, the movie ends at 3:45 PM.", "3:45")
+    assert not equal("Starting at 1:30, the movie ends at 3:40 PM.", "3:45")
+    assert equal("Answer:5", "5")
+
+
 # ---------------------------------------------------------------------------------------------
 # Normalisation
 
@@ -198,17 +237,19 @@ def test_gold_decides_the_kind():
     assert verify_math("\\boxed{1,000}", "1000").correct
 
 
-def test_every_gold_in_the_benchmark_equals_itself():
-    golds = {json.loads(line)["gold"] for line in DATA.read_text().splitlines() if line}
-    assert len(golds) > 150
+@pytest.mark.parametrize("data", [DATA, HELDOUT])
+def test_every_gold_in_the_benchmark_equals_itself(data):
+    golds = {json.loads(line)["gold"] for line in data.read_text().splitlines() if line}
+    assert len(golds) > 100
     for gold in golds:
         v = verify_math(f"The answer is $\\boxed{{{gold}}}$.", gold)
         assert v.correct, (gold, v.steps)
 
 
-def test_labelled_set_is_well_formed_and_we_stay_accurate_on_it():
-    pairs = [json.loads(line) for line in DATA.read_text().splitlines() if line]
-    assert len(pairs) >= 300
+@pytest.mark.parametrize("data,size", [(DATA, 300), (HELDOUT, 150)])
+def test_labelled_set_is_well_formed_and_we_stay_accurate_on_it(data, size):
+    pairs = [json.loads(line) for line in data.read_text().splitlines() if line]
+    assert len(pairs) >= size
     assert all(set(p) == {"gold", "prediction", "label", "reason"} and p["reason"] for p in pairs)
     labels = [p["label"] for p in pairs]
     assert 0.3 < sum(labels) / len(labels) < 0.7

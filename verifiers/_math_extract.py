@@ -17,7 +17,8 @@ _DESCRIBE = {"boxed": "\\boxed{}", "answer_tag": "<answer> tags", "the_answer_is
 
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])\s*")
 _ANSWER_IS_RE = re.compile(r"(?:final\s+answer|\banswer)\*{0,2}\s*(?:is\b|:|=)", re.IGNORECASE)
-_NUMBER_RE = re.compile(r"(?<![\w.])-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?(?![\w])")
+_NUMBER_RE = re.compile(r"(?<![\w.])(?:\d{1,2}:\d{2}(?::\d{2})?(?![\d:])"     # a clock time 3:45
+                        r"|-?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?)(?![\w])")
 _OR_RE = re.compile(r"\s*(?:or|and/or|\\text\{\s*or\s*\})\s*$")
 _SENTENCE_END_RE = re.compile(r"\.(?:\s|$)|\n")
 _PROSE_RE = re.compile(r"[A-Za-z]{2,}[\s,]+[A-Za-z]{2,}")
@@ -55,8 +56,8 @@ def balanced(text: str, start: int):
     return None
 
 
-def boxed_answers(text: str) -> list[str]:
-    """Contents of every outermost \\boxed{...} / \\fbox{...}, in order (nested ones skipped)."""
+def boxed_spans(text: str) -> list[tuple[str, int, int]]:
+    """(content, start, end) of every outermost \\boxed{...} / \\fbox{...}, in order."""
     out, covered = [], -1
     for m in _BOX_RE.finditer(text):
         if m.start() < covered:
@@ -72,8 +73,32 @@ def boxed_answers(text: str) -> list[str]:
             if not token:
                 continue
             content, covered = token.group(), j + token.end()
-        out.append(content.strip())
+        out.append((content.strip(), m.start(), covered))
     return out
+
+
+def boxed_answers(text: str) -> list[str]:
+    """Contents of every outermost \\boxed{...} / \\fbox{...}, in order (nested ones skipped)."""
+    return [content for content, _, _ in boxed_spans(text)]
+
+
+# between two boxes offered as alternatives: only connectors ("or", ",", "\text{ or }", "$ $")
+_CONNECTOR_RE = re.compile(r"(?:[\s$,;/&.]|\\[,;!: ]|\\(?:text|mathrm|textbf)\s*\{\s*(?:or|and|either)?\s*\}"
+                           r"|\\quad|\\qquad|\b(?:or|and|either|maybe|possibly)\b)*", re.I)
+
+
+def hedge_group(text: str) -> list[str]:
+    """The boxed answers offered together with the last one: earlier boxes joined to it by
+    connectors only (``\\boxed{3} or \\boxed{4}``). A box followed by more words -- a correction,
+    "which is", a new sentence of reasoning -- is superseded by the later box, not a hedge."""
+    spans = boxed_spans(text)
+    group = spans[-1:]
+    for content, start, end in reversed(spans[:-1]):
+        gap = text[end:group[0][1]]
+        if not _CONNECTOR_RE.fullmatch(gap):
+            break
+        group.insert(0, (content, start, end))
+    return [content for content, _, _ in group]
 
 
 def _answer_tag(text: str):
@@ -185,7 +210,7 @@ def extract_answer(text: str, *, methods=EXTRACTION, fallback_last_number: bool 
             continue
         others = ()
         if method == "boxed":
-            boxes = boxed_answers(text)
+            boxes = hedge_group(text)                  # the last box and any offered with it
             answer = boxes[-1] if boxes else None
             others = tuple(dict.fromkeys(b for b in boxes[:-1] if b != answer))
         elif method == "answer_tag":

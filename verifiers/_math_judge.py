@@ -547,10 +547,17 @@ def kind_of(node) -> str:
             return "set"
         if len(node[3]) == 2 and node[1] + node[2] != "()":
             return "interval" if node[1] + node[2] != "<>" else "tuple"
+        if len(node[3]) == 2 and any(_infinite(x) for x in node[3]):
+            return "interval"                          # (2, \infty): no point has an infinite coordinate
         return "tuple"
     return {"union": "interval", "reals": "interval", "empty": "set", "matrix": "matrix",
             "eq": "equation", "rel": "inequality", "list": "list", "assign": "assignments",
             "text": "text"}.get(kind, kind)
+
+
+def _infinite(node) -> bool:
+    """``oo`` or ``-oo``."""
+    return node == ("const", "oo") or node[0] == "neg" and node[1] == ("const", "oo")
 
 
 def _interval_like(node) -> bool:

@@ -17,10 +17,13 @@ How it stays fast and bounded:
 
 Known limits: answer variables are taken as positive reals (so ``\\sqrt{x^2}`` equals ``x``
 unless the gold writes ``|x|``); calculus notation, set-builder notation and ``\\cases`` are
-``unparsable``; several *different* boxed answers count as hedging and score 0.
+``unparsable``; several *different* answers offered together (``\\boxed{3} or \\boxed{4}``,
+"3 or 4") count as hedging and score 0, while a box followed by more reasoning and a new box is
+superseded by it (the last box counts).
 """
 from __future__ import annotations
 
+import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -94,7 +97,24 @@ def _gold_answer(gold: str, steps: list) -> str:
     return gold
 
 
+_CHOICE_RE = re.compile(r"\s*\(([A-Ea-e])\)|\s*([A-Ea-e])\)(?=\s|$)")
+
+
+def _choice_letter(pred_text: str) -> str | None:
+    """``(C)`` of ``(C) 12`` -- a choice with its value after it -- unless another choice follows
+    (``(C) or (D)`` stays a hedge)."""
+    m = _CHOICE_RE.match(pred_text)
+    if not m or _CHOICE_RE.search(pred_text, m.end()) or re.search(r"\(\s*[A-Ea-e]\s*\)",
+                                                                      pred_text[m.end():]):
+        return None
+    return m.group(1) or m.group(2)
+
+
 def _text_verdict(gold_text: str, pred_text: str, start, steps, extracted) -> MathVerdict:
+    letter = _choice_letter(pred_text) if len(text_form(gold_text)) == 1 else None
+    if letter and text_form(letter) != text_form(pred_text):
+        steps.append(f"choice {letter!r} read from {pred_text!r}")
+        pred_text = letter
     same = bool(text_form(gold_text)) and text_form(gold_text) == text_form(pred_text)
     steps.append(f"text compare {text_form(gold_text)!r} vs {text_form(pred_text)!r}: "
                  f"{'equal' if same else 'not equal'}")
@@ -104,7 +124,8 @@ def _text_verdict(gold_text: str, pred_text: str, start, steps, extracted) -> Ma
 
 
 def _hedged(extraction: Extraction, pred_tree, thousands: bool, steps) -> bool:
-    """Several different boxed answers are a hedge unless they all mean the same thing."""
+    """Boxed answers offered alongside the last one (``hedge_group``) are a hedge unless they all
+    mean the same thing; a box superseded by later reasoning is not counted."""
     for other in extraction.others:
         tree, _ = _parse(clean(other), thousands)
         judge = Judge()
