@@ -143,14 +143,20 @@ def test_loss_matches_trl(loss_type, beta):
         assert ours.kl == pytest.approx(trl_metrics["kl"][0], rel=1e-5)
 
 
+def _random_batch(*, seed: int, T: int, keep: float, B: int = 8):
+    """Log-probs (with grad), old log-probs, advantages and a ragged mask (first token kept)."""
+    g = torch.Generator().manual_seed(seed)
+    logps = (-torch.rand(B, T, generator=g)).requires_grad_()
+    old = logps.detach() + 0.1 * torch.randn(B, T, generator=g)
+    adv = torch.randn(B, generator=g)
+    mask = (torch.rand(B, T, generator=g) > 1 - keep).long()
+    mask[:, 0] = 1
+    return logps, old, adv, mask
+
+
 def test_micro_batches_add_up_to_the_full_batch():
     """Split a step into micro-batches: summed gradients equal the one-batch gradient."""
-    g = torch.Generator().manual_seed(3)
-    logps = (-torch.rand(8, 4, generator=g)).requires_grad_()
-    old = logps.detach() + 0.1 * torch.randn(8, 4, generator=g)
-    adv = torch.randn(8, generator=g)
-    mask = (torch.rand(8, 4, generator=g) > 0.2).long()
-    mask[:, 0] = 1
+    logps, old, adv, mask = _random_batch(seed=3, T=4, keep=0.8)
     for loss_type in ("grpo", "bnpo", "dr_grpo", "dapo"):
         whole = grpo_loss(logps, old, adv, mask, loss_type=loss_type,
                           num_items_in_batch=float(mask.sum())).loss
@@ -168,12 +174,7 @@ def test_micro_batches_add_up_to_the_full_batch():
 def test_pieces_of_a_micro_batch_add_up_exactly_for_every_loss_type():
     """Forwarding one micro-batch in pieces (batch_rows / batch_tokens of the whole micro-batch)
     gives its loss and gradient exactly, bnpo and grpo included; clip counts stay per piece."""
-    g = torch.Generator().manual_seed(4)
-    logps = (-torch.rand(8, 5, generator=g)).requires_grad_()
-    old = logps.detach() + 0.1 * torch.randn(8, 5, generator=g)
-    adv = torch.randn(8, generator=g)
-    mask = (torch.rand(8, 5, generator=g) > 0.3).long()
-    mask[:, 0] = 1
+    logps, old, adv, mask = _random_batch(seed=4, T=5, keep=0.7)
     pieces = (torch.tensor([0, 3, 7]), torch.tensor([1, 2]), torch.tensor([4, 5, 6]))
     for loss_type in ("grpo", "bnpo", "dr_grpo", "dapo"):
         whole = grpo_loss(logps, old, adv, mask, loss_type=loss_type, num_micro_batches=2).loss

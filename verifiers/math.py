@@ -97,15 +97,14 @@ def _gold_answer(gold: str, steps: list) -> str:
     return gold
 
 
-_CHOICE_RE = re.compile(r"\s*\(([A-Ea-e])\)|\s*([A-Ea-e])\)(?=\s|$)")
+_CHOICE_RE = re.compile(r"\s*\(\s*([A-Ea-e])\s*\)|\s*([A-Ea-e])\)(?=\s|$)")
 
 
 def _choice_letter(pred_text: str) -> str | None:
     """``(C)`` of ``(C) 12`` -- a choice with its value after it -- unless another choice follows
     (``(C) or (D)`` stays a hedge)."""
     m = _CHOICE_RE.match(pred_text)
-    if not m or _CHOICE_RE.search(pred_text, m.end()) or re.search(r"\(\s*[A-Ea-e]\s*\)",
-                                                                      pred_text[m.end():]):
+    if not m or _CHOICE_RE.search(pred_text, m.end()):
         return None
     return m.group(1) or m.group(2)
 

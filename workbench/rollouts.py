@@ -116,17 +116,16 @@ def _decode_batch(model, tokenizer, prompts: list[str], *, max_new_tokens: int, 
     finally:
         tokenizer.padding_side = side
     row_of = torch.tensor(row_of, device=device)                        # (B,) row -> distinct prompt
-    prompt_ids = enc["input_ids"].to(device)[row_of]                    # (B, P)
-    prompt_mask = enc["attention_mask"].to(device)[row_of]              # (B, P)
+    unique_ids, unique_mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)  # (U, P)
+    prompt_ids, prompt_mask = unique_ids[row_of], unique_mask[row_of]   # (B, P)
     B = prompt_ids.shape[0]
     eos_t = torch.tensor(eos, device=device)
 
     was_training = model.training
     model.eval()
     cache = DynamicCache()
-    mask = enc["attention_mask"].to(device)
-    positions = (mask.cumsum(-1) - 1).clamp(min=0)                      # (U, P)
-    out = model(input_ids=enc["input_ids"].to(device), attention_mask=mask, position_ids=positions,
+    positions = (unique_mask.cumsum(-1) - 1).clamp(min=0)               # (U, P)
+    out = model(input_ids=unique_ids, attention_mask=unique_mask, position_ids=positions,
                 past_key_values=cache, use_cache=True, logits_to_keep=1)
     cache.batch_select_indices(row_of)                                  # (U, ...) -> (B, ...)
     logits = out.logits[row_of, -1, :]                                  # (B, V)
