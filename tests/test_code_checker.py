@@ -5,8 +5,10 @@ its spellings; a fixed wrong answer never passes), small fixed examples elsewher
 """
 from __future__ import annotations
 
+import json
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -14,8 +16,9 @@ from hypothesis import strategies as st
 
 from verifiers import (CodeVerdict, check_code, check_code_many, code_fraction_reward,
                        code_pass_reward, execution_feedback, sandbox)
+from verifiers._code_harness import NotPlain, decode, encode
 from verifiers._code_plan import plan_tests
-from verifiers.code import extract_code, outputs_match
+from verifiers.code import _records, extract_code, outputs_match, printable
 from verifiers.sandbox import Limits
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the sandbox needs Linux")
@@ -24,6 +27,7 @@ ADD = "def add(a, b):\n    return a + b\n"
 ADD_TESTS = "assert add(1, 2) == 3\nassert add(-1, 1) == 0\nassert add(2, 2) == 4\n"
 ECHO_SUM = "print(sum(map(int, input().split())))\n"
 FAST = Limits(timeout_s=1.0, memory_mb=256)
+HOSTILE = Path(__file__).parent / "hostile"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -358,20 +362,171 @@ def test_feedback_reads_well():
         "No Python code found in the completion."
 
 
-def test_not_covered_a_program_that_walks_the_harness_frames_can_forge_a_pass():
-    """Documented in _code_harness: the program shares the interpreter with the tests."""
-    forger = (
-        "import os, sys\n"
-        "def add(a, b):\n"
-        "    frame = sys._getframe(1)\n"
-        "    while 'emit' not in frame.f_locals:\n"
-        "        frame = frame.f_back\n"
-        "    emit = frame.f_locals['emit']\n"
-        "    for i in range(3):\n"
-        "        emit('case', i, True, None, None, None, None)\n"
-        "    emit('done', None)\n"
-        "    os._exit(0)\n")
-    assert check_code(forger, tests=ADD_TESTS).passed
+def test_check_code_many_takes_check_codes_own_keyword():
+    jobs = [dict(completion_or_code=ADD, tests=ADD_TESTS), dict(completion=ADD, tests=ADD_TESTS)]
+    assert [v.passed for v in check_code_many(jobs)] == [True, True]
+    with pytest.raises(ValueError, match="exactly one"):
+        check_code_many([dict(completion=ADD, completion_or_code=ADD, tests=ADD_TESTS)])
+
+
+# ---------------------------------------------------------------------------------------------
+# Hardening (issue 10): one test per class, then a property over families of cheats
+
+
+def test_extraction_is_linear_on_unclosed_fences_and_fence_like_lines():
+    texts = ["```python\n" + "x = 1\n" * 20000, "`" * 100_000, "```" + " " * 100_000,
+             "~~~\n" * 30000, ("```py\n" + "a\n```" * 2) * 10000]
+    for text in texts:
+        start = time.monotonic()
+        extract_code(text)
+        assert time.monotonic() - start < 0.5, text[:20]
+
+
+def test_any_completion_returns_within_its_timeout():
+    nasty = ["`" * 200_000, "```python\n" + "def add(a, b):\n" + "  (" * 50_000,
+             "<think>" * 30_000 + "```" * 30_000]
+    for text in nasty:
+        start = time.monotonic()
+        check_code(text, tests=ADD_TESTS, limits=FAST)
+        assert time.monotonic() - start < FAST.timeout_s + 2
+
+
+def test_control_characters_never_reach_feedback():
+    code = ("import sys\nsys.stdout.write('\\x1b[2J\\x1b]0;pwned\\x07\\r\\x00\\u202egnp.exe\\n')\n"
+            "sys.stderr.write('\\x1b[31mred\\x9b\\u2066\\n')\nraise ValueError('\\x1b[Kx')\n")
+    verdict = check_code(code, tests=ADD_TESTS)
+    text = execution_feedback(verdict) + verdict.stdout + verdict.stderr + verdict.reason
+    assert not any(ch in text for ch in "\x1b\x07\r\x00\x9b\u202e\u2066")
+    assert "\\x1b[31mred" in text                       # shown, readably
+    assert printable("a\tb\nc\x1b\u202e") == "a\tb\nc\\x1b\\u202e"
+    long = check_code("print('x' * 10**6)\n" + ADD + "raise SystemExit(1)", tests=ADD_TESTS)
+    assert len(execution_feedback(long)) <= 4000
+
+
+def test_malformed_records_give_a_verdict_never_an_exception():
+    hostile = (HOSTILE / "forge_malformed_records.py").read_text()
+    assert check_code(hostile, tests=ADD_TESTS).status in ("runtime_error", "failed")
+    assert check_code(hostile, io_cases=[("", "")]).status != "passed"
+    assert code_pass_reward(["p"], [hostile], tests=[ADD_TESTS]) in ([0.0], [None])
+    assert [v.passed for v in check_code_many([dict(completion=hostile, tests=ADD_TESTS)])] == \
+        [False]
+
+
+def test_records_are_read_strictly():
+    nonce = "n"
+    good = b'["n", 0, "started"]\n["n", 1, "case", 0, true, null, null, null, null]\n'
+    assert _records(good, nonce) == ([("started",), ("case", 0, True, None, None, None, None)],
+                                     True)
+    for bad in [b'["n", 1, "started"]\n', b'["m", 0, "started"]\n', b'["n", 0, "started"]',
+                b'["n", 0, "case", 0, 1, null, null, null, null]\n', b"\xff\n", b"[[[[\n",
+                b'["n", 0, "done", 1]\n', b'["n", 0, "nope"]\n']:
+        assert _records(bad, nonce)[1] is False, bad
+
+
+@pytest.mark.parametrize("value", [None, True, 0, -5, 1 << 70, -(1 << 14000), 1.5, float("inf"),
+                                   float("-inf"), -0.0, 1 + 2j, "", "\ud800x", b"\x00\xff",
+                                   [1, [2, (3,)]], (), {1: "a", (2, 3): [4]}, {1, 2},
+                                   frozenset({"a"}), {"k": {"n": [None, {}]}}])
+def test_plain_data_round_trips_exactly(value):
+    back = decode(json.loads(json.dumps(encode(value))))
+    assert type(back) is type(value) and repr(back) == repr(value)
+
+
+def test_nan_is_a_float_that_equals_nothing():
+    back = decode(json.loads(json.dumps(encode(float("nan")))))
+    assert type(back) is float and back != back
+
+
+class _Int(int):
+    pass
+
+
+@pytest.mark.parametrize("value", [_Int(1), [_Int(1)], {"a": object()}, type("S", (str,), {})()])
+def test_values_that_are_not_plain_data_do_not_cross(value):
+    with pytest.raises(NotPlain):
+        encode(value)
+
+
+def test_a_structure_that_contains_itself_does_not_cross():
+    loop = []
+    loop.append(loop)
+    with pytest.raises(NotPlain):
+        encode(loop)
+
+
+@pytest.mark.parametrize("data", [["int"], ["float", 1], ["dict", [[1], 2]], ["set", ["list"]],
+                                  ["bytes", "zz"], {"a": 1}, ["nope", 1], [1, 2],
+                                  ["dict", [["list"], 1]]])
+def test_malformed_plain_data_is_refused(data):
+    with pytest.raises(ValueError):
+        decode(data)
+
+
+def test_program_classes_compare_by_their_own_eq_only_with_each_other():
+    code = ("class P:\n    def __init__(self, x):\n        self.x = x\n"
+            "    def __eq__(self, other):\n        return True\n"
+            "def add(a, b):\n    return P(a + b)\n")
+    assert check_code(code, tests="assert add(1, 2) == P(3)").passed      # the test trusts P
+    assert not check_code(code, tests=ADD_TESTS).passed                    # plain 3: never
+
+
+def test_objects_of_the_program_can_be_used_through_their_methods():
+    code = ("class Stack:\n    def __init__(self):\n        self.items = []\n"
+            "    def push(self, x):\n        self.items.append(x)\n"
+            "    def pop(self):\n        return self.items.pop()\n"
+            "    def __len__(self):\n        return len(self.items)\n"
+            "def squares(n):\n    return (i * i for i in range(n))\n")
+    tests = ("s = Stack()\ns.push(1)\ns.push(2)\nassert len(s) == 2\nassert s.pop() == 2\n"
+             "assert list(squares(4)) == [0, 1, 4, 9]\nassert str(s).startswith('<')\n")
+    verdict = check_code(code, tests=tests)
+    assert verdict.passed, verdict
+
+
+def test_exceptions_of_the_program_reach_the_tests_as_builtin_ones():
+    code = "def div(a, b):\n    return a // b\n"
+    tests = ("try:\n    div(1, 0)\n    assert False\nexcept ZeroDivisionError:\n    pass\n"
+             "assert div(7, 2) == 3\n")
+    assert check_code(code, tests=tests).passed
+
+
+def _cheats(draw_value):
+    """Programs that do not add: constants, liars, forgers, hook abusers (family, source)."""
+    liar = ("class L{n}({base}):\n    def __eq__(self, o):\n        return True\n"
+            "    def __ne__(self, o):\n        return False\n    __hash__ = object.__hash__\n")
+    wrap = ["{x}", "[{x}]", "({x},)", "{{0: {x}}}", "[[{x}], {x}]"]
+    bases = ["object", "int", "str", "float", "list", "tuple", "dict"]
+    forge = ("import os, atexit, threading\n"
+             "def forge():\n    for fd in range(64):\n        try:\n"
+             "            os.write(fd, b'[\"\", 0, \"started\"]\\n[\"\", 1, \"done\"]\\n')\n"
+             "        except OSError:\n            pass\n")
+    hooks = ["import atexit\natexit.register(forge)\n",
+             "class G:\n    def __del__(self):\n        forge()\ng = G()\n",
+             "threading.Thread(target=forge).start()\n",
+             "import sys\nsys.setprofile(lambda *a: forge())\n",
+             "import sys\nsys.settrace(lambda *a: forge())\n",
+             "import sys\nsys.excepthook = lambda *a: forge()\n",
+             "import signal\nsignal.signal(signal.SIGTERM, lambda *a: forge())\n"]
+    return st.one_of(
+        st.builds(lambda v: ("constant", f"def add(a, b):\n    return {v!r}\n"), draw_value),
+        st.builds(lambda base, w: ("liar", liar.format(n=0, base=base) +
+                                   f"def add(a, b):\n    return {w.format(x='L0()')}\n"),
+                  st.sampled_from(bases), st.sampled_from(wrap)),
+        st.builds(lambda hook, v: ("forger", forge + hook +
+                                   f"def add(a, b):\n    forge()\n    return {v!r}\n"),
+                  st.sampled_from(hooks), draw_value),
+    )
+
+
+PROPERTY_TESTS = "assert add(1, 2) == 3\nassert add(2, 5) == 7\nassert add(-4, 4) == 0\n"
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_cheats(st.one_of(st.integers(-10, 10), st.floats(allow_nan=True), st.text(max_size=3),
+                         st.none(), st.lists(st.integers(), max_size=2))))
+def test_no_cheat_passes_a_problem_it_does_not_solve(cheat):
+    family, source = cheat
+    verdict = check_code(source, tests=PROPERTY_TESTS, limits=FAST)
+    assert not verdict.passed and verdict.status != "infra_error", (family, source, verdict)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,39 +1,41 @@
-"""In-sandbox harness of the code checker: run a program, then its tests, and report on fd 3.
+"""In-sandbox harness of the code checker: run a program, and (for tests) judge it from outside.
 
 Loaded once by the fork server (``verifiers/sandbox.py``) with a private copy of the builtins:
-``prepare()`` runs there, ``start(payload)`` in each run's program process, once limits are set.
-Standard library only, imported before any program runs.
+``prepare()`` runs there; ``start(payload)`` in a run's *program* process, ``start_tester(...)`` in
+its *tester* process, once limits are set. Standard library only, imported before any program runs.
 
 Two modes (``payload["mode"]``):
 
-- ``script``: run the program as ``__main__``; the caller judges its stdout. Exit code as Python's.
-- ``tests``: run the program as module ``solution``, then the test steps the parent planned
-  (``verifiers.code``) in a separate namespace, each case reported as it finishes.
+- ``script``: the program process runs the program as ``__main__``; the caller judges its stdout
+  (the expected output never enters the sandbox). Exit code as Python's.
+- ``tests``: two processes of two uids. The *program* process runs the program as module
+  ``solution`` and then only answers calls: ``(handle, operation, plain-data arguments)`` in,
+  a plain-data result (or an exception's type name and message) out. The *tester* process runs the
+  test code, where every name the program defines is a stand-in (``_Remote``) that forwards calls,
+  and evaluates every assertion on the plain data that came back. The test source, the expected
+  values and the result channel to the parent exist only in the tester: the program cannot read
+  them, hook them (profilers, ``atexit``, ``__del__``, threads run in *its* process only), or write
+  a record (it has no descriptor of that channel and cannot signal or trace another uid).
 
-Every record is one line, ``repr((nonce, kind, ...))``, written with functions bound before the
-program ran: ``started`` just before the program runs (without it, a failure is the harness's, an
-``infra_error``), then ``syntax_error``, ``program_error``, or one ``case`` per case and ``done``.
-The parent accepts only records carrying the run's nonce, and a pass only with every case passed, a
-final ``done`` record and a normal exit. How a program is kept from faking a pass:
+Plain data (``encode``/``decode``): ``None``, ``bool``, ``int``, ``float``, ``complex``, ``str``,
+``bytes``, and ``list``/``tuple``/``dict``/``set``/``frozenset`` of plain data, exact types only
+(a subclass of ``int`` with its own ``__eq__`` is not plain data), checked recursively on both
+sides, no cycles, at most ``_MAX_NODES`` values and ``_MAX_FRAME`` bytes a message. Any other
+result stays in the program process; the tester gets a handle that compares equal only to itself
+(or, against another handle, by the program's own ``__eq__``: both values are then the
+program's), and whose methods, items, length, truth, iteration and ``str`` are forwarded. NaN is
+a real float in the tester: it equals nothing, as in Python.
 
-- ``sys.exit()`` / ``os._exit()`` / killing itself / closing fd 3: the ``done`` record never comes.
-- Printing a marker: stdout is not the result channel, and records need the nonce.
-- Patching builtins: the tests run with their own copy of the builtins; the program's globals that
-  shadow a builtin are not copied into the tests' namespace (except the entry point); and a program
-  that rebinds a builtin or an attribute of a preloaded stdlib module (``_WATCHED``) fails as
-  "tampered".
-- Returning an object that equals everything: ``assert x == y`` is checked by ``__wb_eq__``, which
-  rejects a value that also equals a fresh ``object()``.
-
-Not covered: the program runs in the same interpreter as the tests, so code written to walk the
-harness's frames or memory (``sys._getframe``, ``gc``) can find the record writer and forge a pass
-(``test_not_covered_a_program_that_walks_the_harness_frames_can_forge_a_pass`` does). That takes
-deliberate work against this file; the reward hacks seen in practice are the ones above.
+Records to the parent (tester only, fd 3): one JSON line each, ``[nonce, seq, kind, ...]`` with
+``seq`` counting from 0: ``started``; then ``syntax_error`` / ``program_error`` (the program did not
+load), or one ``case`` per case and ``done``; ``test_error`` if the tests do not compile. The parent
+accepts only a complete, well-formed sequence (``verifiers.code._records``).
 """
 import builtins
 import io
 import json
 import linecache
+import math
 import os
 import random
 import reprlib
@@ -41,43 +43,27 @@ import sys
 import traceback
 import types
 
-# Bound before any program runs: a program that patches these names reaches its own copies only.
 _BUILTINS = dict(builtins.__dict__)
-_repr, _isinstance, _len, _type, _bool = repr, isinstance, len, type, bool
-_exec, _compile, _str_copy, _write = exec, compile, str.__str__, os.write
-_MISSING = object()
+_repr, _isinstance, _len, _type, _write, _read = repr, isinstance, len, type, os.write, os.read
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = _SHORT.maxother = 160
 _SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxset = _SHORT.maxdict = 12
-_WATCHED = ("math", "cmath", "re", "string", "collections", "itertools", "functools", "operator",
+_PRELOAD = ("math", "cmath", "re", "string", "collections", "itertools", "functools", "operator",
             "heapq", "bisect", "random", "statistics", "fractions", "decimal", "copy", "json",
-            "datetime", "hashlib")
-_SNAPSHOT: dict = {}
-_MODULES = sys.modules                  # the import system's dict, even if sys.modules is rebound
+            "datetime", "hashlib", "typing", "dataclasses")
 _RESULT_FD = 3
+_MAX_FRAME = 16 << 20                   # bytes of one message between tester and program
+_MAX_NODES = 1 << 20                    # values in one message
+_MAX_DEPTH = 200                        # nesting of one message
+_ATOMS = (type(None), bool, int, float, str)
+_BIG = 1 << 62                          # larger ints travel as hex text
+_TAGS = {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}
 
 
 def prepare() -> None:
-    """In the fork server: import what tests commonly use, and remember it as it is."""
-    for name in _WATCHED + ("typing", "dataclasses"):
+    """In the fork server: import what programs and tests commonly use (shared by every run)."""
+    for name in _PRELOAD:
         __import__(name)
-    _SNAPSHOT["builtins"] = (builtins, dict(builtins.__dict__))
-    for name in _WATCHED:
-        module = sys.modules[name]
-        _SNAPSHOT[name] = (module, dict(module.__dict__))
-
-
-def start(payload: bytes) -> int:
-    """In the run's program process: run the job; return the process's exit code."""
-    job = json.loads(payload)
-    out = _setup_process()
-    emit = _emitter(job["nonce"])
-    try:
-        if job["mode"] == "script":
-            return _run_script(job["code"], emit)
-        return _run_tests(job, emit)
-    finally:
-        _flush(out)
 
 
 def _setup_process():
@@ -101,25 +87,27 @@ def _flush(streams) -> None:
 
 
 def _emitter(nonce: str):
+    seq = [0]
+
     def emit(*fields) -> None:
-        data = (_repr((nonce,) + fields) + "\n").encode("utf-8", "backslashreplace")
+        data = (json.dumps([nonce, seq[0], *fields]) + "\n").encode()
+        seq[0] += 1
         view = memoryview(data)
         while view:
             view = view[_write(_RESULT_FD, view):]
     return emit
 
 
-def _plain(text, limit: int = 400):
-    """An exact ``str`` (never a subclass with its own methods), cut to ``limit``."""
-    if not _isinstance(text, str):
+def _plain_text(text, limit: int = 400):
+    """An exact ``str``, cut to ``limit``."""
+    if _type(text) is not str:
         return None
-    text = _str_copy(text)
     return text if _len(text) <= limit else text[:limit] + "..."
 
 
 def _show(value):
     try:
-        return _plain(_SHORT.repr(value))
+        return _plain_text(_SHORT.repr(value))
     except BaseException:  # noqa: BLE001
         return f"<unprintable {_type(value).__name__}>"
 
@@ -131,42 +119,186 @@ def _describe(exc: BaseException) -> str:
     except BaseException:  # noqa: BLE001
         text = _type(exc).__name__
     where, tb = "", exc.__traceback__
-    while tb is not None:
-        code = tb.tb_frame.f_code
-        if code.co_filename == "solution.py":
-            where = f" (solution.py line {tb.tb_lineno}, in {code.co_name})"
-        tb = tb.tb_next
-    return _plain(text + where)
+    try:
+        while tb is not None:
+            code = tb.tb_frame.f_code
+            if code.co_filename == "solution.py":
+                where = f" (solution.py line {tb.tb_lineno}, in {code.co_name})"
+            tb = tb.tb_next
+    except BaseException:  # noqa: BLE001
+        pass
+    return _plain_text(str(text) + where) or "an exception"
 
 
-def _compile_source(code: str, filename: str, emit):
+def _compile_source(code: str, filename: str):
+    """(code object, None) or (None, the error message)."""
     linecache.cache[filename] = (_len(code), None, code.splitlines(True), filename)
     try:
-        return _compile(code, filename, "exec", dont_inherit=True)
+        return compile(code, filename, "exec", dont_inherit=True), None
     except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
-        message = "".join(traceback.format_exception_only(_type(exc), exc))
-        sys.stderr.write(message)
-        emit("syntax_error", _plain(message.strip()))
-        return None
+        return None, "".join(traceback.format_exception_only(_type(exc), exc))
 
 
-def _program_module(name: str, its_builtins, emit) -> types.ModuleType:
+# ----------------------------------------------------------------------------------------------
+# Plain data across the boundary
+
+
+class NotPlain(Exception):
+    """A value that is not plain data (or is too big to send)."""
+
+
+def encode(value):
+    """Plain data -> JSON-able, tagged; raises NotPlain for anything else."""
+    budget = [_MAX_NODES]
+    active = set()
+
+    def walk(v, depth):
+        budget[0] -= 1
+        if budget[0] < 0 or depth > _MAX_DEPTH:
+            raise NotPlain("too big or too deep")
+        t = _type(v)
+        if t is float:
+            return v if math.isfinite(v) else ["float", float.hex(v)]
+        if t is int and not -_BIG <= v <= _BIG:          # hex: exact, and no digit limit
+            return ["int", format(v, "x")]
+        if t in _ATOMS:
+            return v
+        if t is complex:
+            return ["complex", float.hex(v.real), float.hex(v.imag)]
+        if t is bytes:
+            return ["bytes", v.hex()]
+        if t is list or t is tuple or t is set or t is frozenset or t is dict:
+            if id(v) in active:
+                raise NotPlain("a structure that contains itself")
+            active.add(id(v))
+            items = (list(v.items()) if t is dict else list(v))
+            out = [t.__name__] + ([[walk(k, depth + 1), walk(x, depth + 1)] for k, x in items]
+                                  if t is dict else [walk(x, depth + 1) for x in items])
+            active.discard(id(v))
+            return out
+        raise NotPlain(t.__name__)
+    return walk(value, 0)
+
+
+def decode(data):
+    """The inverse of encode, on anything ``json.loads`` gave; raises ValueError when malformed.
+
+    Builds only builtin values; a big int as text is decimal or hex within Python's limits.
+    """
+    budget = [_MAX_NODES]
+
+    def walk(d, depth):
+        budget[0] -= 1
+        if budget[0] < 0 or depth > _MAX_DEPTH:
+            raise ValueError("too big or too deep")
+        t = _type(d)
+        if t in _ATOMS:
+            return d
+        if t is not list or not d or _type(d[0]) is not str:
+            raise ValueError(f"not plain data: {t.__name__}")
+        tag, rest = d[0], d[1:]
+        if tag == "int" and _len(rest) == 1 and _type(rest[0]) is str:
+            return int(rest[0], 16)
+        if tag == "float" and _len(rest) == 1 and _type(rest[0]) is str:
+            return float.fromhex(rest[0])
+        if tag == "complex" and _len(rest) == 2 and all(_type(x) is str for x in rest):
+            return complex(float.fromhex(rest[0]), float.fromhex(rest[1]))
+        if tag == "bytes" and _len(rest) == 1 and _type(rest[0]) is str:
+            return bytes.fromhex(rest[0])
+        if tag == "dict":
+            out = {}
+            for pair in rest:
+                if _type(pair) is not list or _len(pair) != 2:
+                    raise ValueError("a dict item is not a pair")
+                out[walk(pair[0], depth + 1)] = walk(pair[1], depth + 1)
+            return out
+        if tag in _TAGS:
+            return _TAGS[tag](walk(x, depth + 1) for x in rest)
+        raise ValueError(f"unknown tag {tag[:20]!r}")
+    try:
+        return walk(data, 0)
+    except (TypeError, OverflowError, RecursionError, MemoryError) as exc:   # unhashable key...
+        raise ValueError(f"malformed: {_type(exc).__name__}") from None
+
+
+class _Channel:
+    """Length-prefixed JSON messages over a pair of pipes."""
+
+    def __init__(self, read_fd: int, write_fd: int):
+        self.read_fd, self.write_fd = read_fd, write_fd
+
+    def send(self, message) -> None:
+        data = json.dumps(message, allow_nan=False).encode("utf-8", "surrogatepass")
+        if _len(data) > _MAX_FRAME:
+            raise NotPlain(f"a message of {_len(data)} bytes (limit {_MAX_FRAME})")
+        view = memoryview(_len(data).to_bytes(4, "big") + data)
+        while view:
+            view = view[_write(self.write_fd, view):]
+
+    def receive(self):
+        """The next message, or None at end of file; ValueError when malformed."""
+        head = self._exactly(4)
+        if head is None:
+            return None
+        size = int.from_bytes(head, "big")
+        if size > _MAX_FRAME:
+            raise ValueError(f"a message of {size} bytes (limit {_MAX_FRAME})")
+        body = self._exactly(size)
+        if body is None:
+            raise ValueError("the message was cut off")
+        try:
+            return json.loads(body.decode("utf-8", "surrogatepass"))
+        except (ValueError, RecursionError, MemoryError) as exc:
+            raise ValueError(f"not JSON ({_type(exc).__name__})") from None
+
+    def _exactly(self, n: int):
+        parts, got = [], 0
+        while got < n:
+            part = _read(self.read_fd, min(n - got, 1 << 20))
+            if not part:
+                if got:
+                    raise ValueError("the message was cut off")
+                return None
+            parts.append(part)
+            got += _len(part)
+        return b"".join(parts)
+
+
+# ----------------------------------------------------------------------------------------------
+# The program process
+
+
+def start(payload: bytes, channel_fds=None) -> int:
+    """In the run's program process: run the job; return the process's exit code."""
+    job = json.loads(payload)
+    del payload
+    out = _setup_process()
+    try:
+        if job["mode"] == "script":
+            return _run_script(job["code"], _emitter(job["nonce"]))
+        return _serve_calls(job["code"], _Channel(*channel_fds))
+    finally:
+        _flush(out)
+
+
+def _program_module(name: str) -> types.ModuleType:
     """The module the program runs as, registered so pickle and multiprocessing find it."""
     module = types.ModuleType(name)
     module.__file__ = "solution.py"
-    module.__builtins__ = its_builtins
     sys.modules[name] = module
-    emit("started")                                     # from here on, failures are the program's
     return module
 
 
 def _run_script(code: str, emit) -> int:
-    program = _compile_source(code, "solution.py", emit)
+    program, error = _compile_source(code, "solution.py")
     if program is None:
+        sys.stderr.write(error)
+        emit("syntax_error", _plain_text(error.strip()))
         return 1
-    main = _program_module("__main__", builtins, emit)
+    main = _program_module("__main__")
+    emit("started")                                     # from here on, failures are the program's
     try:
-        _exec(program, main.__dict__)
+        exec(program, main.__dict__)
         return 0
     except SystemExit as exc:
         return _exit_code(exc)
@@ -188,86 +320,302 @@ def _exit_code(exc: SystemExit) -> int:
     return 1
 
 
+def _serve_calls(code: str, channel: _Channel) -> int:
+    """Load the program, say which names it defines, then answer the tester's calls until EOF."""
+    program, error = _compile_source(code, "solution.py")
+    if program is None:
+        sys.stderr.write(error)
+        channel.send(["syntax_error", _plain_text(error.strip())])
+        return 1
+    module = _program_module("solution")
+    try:
+        exec(program, module.__dict__)
+    except BaseException as exc:  # noqa: BLE001 - includes SystemExit: the tests never ran
+        traceback.print_exception(_type(exc), exc, exc.__traceback__.tb_next)
+        channel.send(["program_error", _type(exc).__name__, _describe(exc)])
+        return 1
+    objects, names = [], []                             # handle -> value kept for the tester
+    for key, value in list(module.__dict__.items())[:10000]:
+        if _type(key) is str and not key.startswith("__") and callable(value):
+            names.append([key, _len(objects)])
+            objects.append(value)
+    streams = (sys.stdout, sys.stderr)
+    _flush(streams)                                     # the run ends with the tester: no later
+    channel.send(["loaded", names])
+    while True:
+        request = channel.receive()
+        if request is None:
+            return 0
+        answer = _answer(request, objects)
+        _flush(streams)
+        channel.send(answer)
+
+
+_OPERATIONS = {                         # op -> f(target, name, args, kwargs): what _Remote forwards
+    "attr": lambda t, name, a, k: getattr(t, name),
+    "call": lambda t, name, a, k: t(*a, **k),
+    "item": lambda t, name, a, k: t[a[0]],
+    "eq": lambda t, name, a, k: bool(t == a[0]),
+    "iter": lambda t, *_: list(t),
+    "next": lambda t, *_: next(t),
+    "len": lambda t, *_: len(t),
+    "bool": lambda t, *_: bool(t),
+    "str": lambda t, *_: str(t),
+}
+
+
+def _answer(request, objects):
+    """``[handle, op, name, args, kwargs]`` -> ``["ok", value]`` | ``["object", handle, type]`` |
+    ``["raise", type name, message]``."""
+    try:
+        handle, op, name = request[0], request[1], request[2]
+        target = objects[handle]
+        args = [_unwrap(a, objects) for a in decode(request[3])]
+        kwargs = {k: _unwrap(v, objects) for k, v in decode(request[4]).items()}
+        value = _OPERATIONS[op](target, name, args, kwargs)
+    except BaseException as exc:  # noqa: BLE001 - SystemExit too: reported, the tester decides
+        return ["raise", _type(exc).__name__, _describe(exc)]
+    try:
+        return ["ok", encode(value)]
+    except NotPlain:
+        objects.append(value)
+        return ["object", _len(objects) - 1, _type(value).__name__]
+    except BaseException as exc:  # noqa: BLE001 - e.g. an __iter__ that raises while encoding
+        return ["raise", _type(exc).__name__, _describe(exc)]
+
+
+def _unwrap(value, objects):
+    """A handle the tester passed back (``{"handle": n}`` inside a dict tag) -> the object."""
+    if _type(value) is dict and _len(value) == 1 and "\0handle" in value:
+        return objects[value["\0handle"]]
+    return value
+
+
+# ----------------------------------------------------------------------------------------------
+# The tester process
+
+
+class ProgramError(Exception):
+    """An exception the program raised that has no builtin class of the same name here."""
+
+
+class ProgramExited(Exception):
+    """The program process ended (or broke the protocol) while a test waited for it."""
+
+
+class _Remote:
+    """A value that stays in the program process: a function, a class, an object it returned."""
+
+    __slots__ = ("_handle", "_kind", "_link")
+
+    def __init__(self, link, handle: int, kind: str):
+        object.__setattr__(self, "_link", link)
+        object.__setattr__(self, "_handle", handle)
+        object.__setattr__(self, "_kind", kind)
+
+    def _ask(self, op, name="", args=(), kwargs=None):
+        return self._link.ask(self._handle, op, name, args, kwargs or {})
+
+    def __call__(self, *args, **kwargs):
+        return self._ask("call", args=args, kwargs=kwargs)
+
+    def __getattr__(self, name):
+        return self._ask("attr", name)
+
+    def __getitem__(self, key):
+        return self._ask("item", args=(key,))
+
+    def __iter__(self):
+        items = self._ask("iter")
+        if _type(items) is _Remote:
+            raise TypeError(f"iterating a {self._kind} of the program gave values that are not "
+                            "plain data")
+        return iter(items)
+
+    def __next__(self):
+        return self._ask("next")
+
+    def __len__(self):
+        return self._ask("len")
+
+    def __bool__(self):
+        return self._ask("bool")
+
+    def __str__(self):
+        return self._ask("str")
+
+    def __repr__(self):
+        return f"<{self._kind} object of the program (not plain data)>"
+
+    def __eq__(self, other):
+        if _type(other) is _Remote:                     # both the program's: its own __eq__
+            return other is self or self._ask("eq", args=(other,))
+        return False                                    # never equal to plain data
+
+    def __ne__(self, other):
+        return not self.__eq__(other)
+
+    __hash__ = object.__hash__
+
+
+class _Link:
+    """The tester's end of the call channel."""
+
+    def __init__(self, channel: _Channel):
+        self.channel, self.broken = channel, None
+
+    def ask(self, handle, op, name, args, kwargs):
+        if self.broken:
+            raise ProgramExited(self.broken)
+        try:
+            message = [handle, op, name, self._encode(list(args)), self._encode(dict(kwargs))]
+        except NotPlain as exc:
+            raise TypeError(f"only plain data can be passed to the program, not {exc}") from None
+        try:
+            self.channel.send(message)
+            reply = self.channel.receive()
+        except (OSError, ValueError) as exc:
+            reply, why = None, f"the program broke the call protocol: {exc}"
+        else:
+            why = "the program process ended during a test"
+        return self._read(reply, why)
+
+    def _encode(self, value):
+        """Plain data, with the program's own values passed back by handle."""
+        if _type(value) is _Remote:
+            return ["dict", ["\0handle", value._handle]]
+        if _type(value) in (list, tuple, set, frozenset):
+            return [_type(value).__name__] + [self._encode(x) for x in value]
+        if _type(value) is dict:
+            return ["dict"] + [[encode(k), self._encode(v)] for k, v in value.items()]
+        return encode(value)
+
+    def _read(self, reply, why):
+        """The value a reply carries; the program's exception raised as ours; ProgramExited
+        (for this and every later call) when it sent nothing or something malformed."""
+        if _type(reply) is list and _len(reply) == 3 and reply[0] == "raise" \
+                and all(_type(x) is str for x in reply[1:]):
+            raise _rebuild(reply[1], reply[2])
+        try:
+            if _type(reply) is list and reply:
+                kind = reply[0]
+                if kind == "ok" and _len(reply) == 2:
+                    return decode(reply[1])
+                if kind == "object" and _len(reply) == 3 and _type(reply[1]) is int \
+                        and _type(reply[2]) is str:
+                    return _Remote(self, reply[1], reply[2][:80])
+            if reply is not None:
+                why = "the program sent a malformed reply"
+        except ValueError as exc:
+            why = f"the program sent a malformed reply ({exc})"
+        self.broken = why
+        raise ProgramExited(why)
+
+
+def _rebuild(name: str, message: str) -> BaseException:
+    """The program's exception as one of ours: a builtin Exception class by name, else
+    ProgramError (SystemExit and the like never reach the tests as themselves)."""
+    cls = _BUILTINS.get(name)
+    text = _plain_text(message) or name
+    if _isinstance(cls, type) and issubclass(cls, Exception) and name.isidentifier():
+        try:
+            return cls(text)
+        except BaseException:  # noqa: BLE001 - a builtin with another signature
+            pass
+    return ProgramError(text)
+
+
 class _Eq:
     """``__wb_eq__(left, right, actual_is_left)``: ``left == right``, remembered for the report."""
 
     def __init__(self):
         self.failed = None                              # (expected, actual) of the last False
-        self.fooled = False
 
     def __call__(self, left, right, actual_is_left=True):
-        equal = _bool(left == right)
-        if equal:
-            probe = object()                            # nothing honest equals a fresh object
-            try:
-                self.fooled = _bool(left == probe) or _bool(right == probe)
-            except Exception:  # noqa: BLE001 - an __eq__ that rejects strangers is honest
-                self.fooled = False
-            equal = not self.fooled
+        equal = left == right                           # plain data, or a handle (never equal)
+        if not _isinstance(equal, bool):
+            equal = bool(equal)
         if not equal:
             actual, expected = (left, right) if actual_is_left else (right, left)
             self.failed = (_show(expected), _show(actual))
         return equal
 
 
-def _run_tests(job: dict, emit) -> int:
+def start_tester(payload: bytes, channel_fds, ready) -> int:
+    """In the run's tester process: run the tests against the program process, report on fd 3."""
+    job = json.loads(payload)
+    _setup_process()
+    emit = _emitter(job["nonce"])
+    emit("started")
     steps = []
     for kind, source in job["steps"]:
-        code = _compile_source(source, "tests.py", lambda *f: None)
+        code, error = _compile_source(source, "tests.py")
         if code is None:
-            emit("test_error", _plain(source))
+            emit("test_error", _plain_text(source))
             return 0
         steps.append((kind, code))
-    program = _compile_source(job["code"], "solution.py", emit)
-    if program is None:
-        return 0
-    module = _program_module("solution", dict(_BUILTINS), emit)
+    ready()                                             # now the program process may start
+    link = _Link(_Channel(*channel_fds))
     try:
-        _exec(program, module.__dict__)
-    except BaseException as exc:  # noqa: BLE001 - includes SystemExit: the tests never ran
-        traceback.print_exception(_type(exc), exc, exc.__traceback__.tb_next)
-        emit("program_error", _type(exc).__name__, _describe(exc))
+        hello = link.channel.receive()
+    except ValueError:
+        hello = ["malformed"]
+    names = _loaded_names(hello)
+    if names is None:
+        if _type(hello) is list and _len(hello) == 2 and hello[0] == "syntax_error":
+            emit("syntax_error", _plain_text(hello[1]) or "syntax error")
+        elif (_type(hello) is list and _len(hello) == 3 and hello[0] == "program_error"
+              and all(_type(x) is str for x in hello[1:])):
+            emit("program_error", hello[1][:80], _plain_text(hello[2]) or "an error")
+        elif hello is None:
+            emit("program_error", "Exit", "the program process ended while loading")
+        else:
+            emit("program_error", "Protocol", "the program process sent a malformed greeting")
         return 0
     entry = job.get("entry_point")
-    names = {k: v for k, v in module.__dict__.items() if k not in _BUILTINS or k == entry}
+    namespace = {name: _Remote(link, handle, "function") for name, handle in names.items()
+                 if name not in _BUILTINS or name == entry}    # the tests keep the real abs()
     eq = _Eq()
-    names.update(__builtins__=dict(_BUILTINS), __name__="tests", __wb_eq__=eq)
+    namespace.update(__builtins__=dict(_BUILTINS), __name__="__main__", __wb_eq__=eq)
     index, setup_error = 0, None
     for kind, code in steps:
         if kind == "setup":
             if setup_error is None:
                 try:
-                    _exec(code, names)
+                    exec(code, namespace)
                 except BaseException as exc:  # noqa: BLE001
                     setup_error = _describe(exc)
             continue
-        eq.failed, eq.fooled = None, False
+        eq.failed = None
         why, error = None, setup_error
         if setup_error is not None:
             why = "setup_error"
         else:
             try:
-                _exec(code, names)
+                exec(code, namespace)
             except AssertionError:
                 why = "assertion"
+            except ProgramExited as exc:
+                why, error = "exited", str(exc)
             except BaseException as exc:  # noqa: BLE001 - a crash in this case only
                 why, error = _type(exc).__name__, _describe(exc)
-            if eq.fooled:
-                why = "equals_everything"
-        expected, actual = eq.failed if (why and eq.failed) else (None, None)
+        expected, actual = eq.failed if (why == "assertion" and eq.failed) else (None, None)
         emit("case", index, why is None, why, expected, actual, error)
         index += 1
-    emit("done", _tampered())
+    emit("done")
     return 0
 
 
-def _tampered():
-    """The first preloaded name the program rebound (``'builtins.abs'``), or None."""
-    for name, (module, snapshot) in _SNAPSHOT.items():
-        if _MODULES.get(name) is not module:
-            return f"sys.modules[{name!r}]"
-        current = module.__dict__
-        for key, value in snapshot.items():
-            if current.get(key, _MISSING) is not value:
-                return f"{name}.{key}"
-    return None
+def _loaded_names(hello):
+    """``{name: handle}`` from the program's greeting, or None when it is not one."""
+    if not (_type(hello) is list and _len(hello) == 2 and hello[0] == "loaded"
+            and _type(hello[1]) is list):
+        return None
+    names = {}
+    for pair in hello[1]:
+        if not (_type(pair) is list and _len(pair) == 2 and _type(pair[0]) is str
+                and _type(pair[1]) is int):
+            return None
+        if pair[0].isidentifier():
+            names[pair[0]] = pair[1]
+    return names

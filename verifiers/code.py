@@ -20,11 +20,12 @@ leaves out of the mean.
 """
 from __future__ import annotations
 
-import ast
+import json
 import math
 import os
 import re
 import secrets
+import unicodedata
 import textwrap
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -39,8 +40,13 @@ STATUSES = ("passed", "failed", "timeout", "memory", "runtime_error", "syntax_er
 _SHOWN_CHARS = 2000                     # stdout/stderr kept in a verdict
 _CASE_CHARS = 400                       # a case's input / expected / actual in a verdict
 _PYTHON_TAGS = {"", "python", "python3", "py", "py3", "ipython", "pycon"}
-_FENCE = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})[ \t]*(?P<tag>[^\s`]*)[^\n]*\n"
-                    r"(?P<body>.*?)(?:^[ \t]*(?P=fence)[ \t]*$|\Z)", re.M | re.S)
+_OPENER = re.compile(r"[ \t]*(`{3,}|~{3,})[ \t]*([^\s`]*)")      # one line: fence, tag
+_FEEDBACK_CHARS = 4000                  # execution_feedback as a whole
+_FEEDBACK_LINE = 300                    # one line of it
+# Control characters a terminal or a widget would act on: C0 but tab and newline, DEL, C1, and
+# the invisible format characters that reorder or hide text (bidi overrides, zero widths).
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e"
+                      "\u2060-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]")
 _KEYWORDS = ("def class import from if elif else for while try except finally with return raise "
              "assert async await global nonlocal del pass break continue yield lambda").split()
 _CODE_LINE = re.compile(rf"^\s*(?:(?:{'|'.join(_KEYWORDS)})\b|@\w|#!"   # a statement keyword,
@@ -94,16 +100,55 @@ def extract_code(completion: str | list[dict], *, block: str = "last") -> str | 
     code, so a sentence before it is skipped but one after it is a syntax error, as it would be.
     """
     text = _THINK.sub("", _message_text(completion))
-    blocks = [textwrap.dedent(m["body"]) for m in _FENCE.finditer(text)
-              if m["tag"].lower() in _PYTHON_TAGS]
+    fenced = _fenced_blocks(text)
+    blocks = [textwrap.dedent(body) for tag, body in fenced if tag.lower() in _PYTHON_TAGS]
     if blocks:
         chosen = max(blocks, key=len) if block == "longest" else blocks[-1]
         return chosen if chosen.strip() else None
-    if _FENCE.search(text):
+    if fenced:
         return None                                     # fenced, but in another language
     lines = text.splitlines(keepends=True)
     start = next((i for i, line in enumerate(lines) if _CODE_LINE.match(line)), None)
     return None if start is None else "".join(lines[start:])
+
+
+def _fenced_blocks(text: str) -> list[tuple[str, str]]:
+    """``[(tag, body), ...]`` of fenced blocks, one pass over the lines (linear in the text).
+
+    An opening fence (three or more backticks or tildes, then a tag) needs a line after it; the
+    block ends at a line holding the same fence alone, or at the end of the text.
+    """
+    lines = text.split("\n")
+    blocks, i = [], 0
+    while i < len(lines) - 1:
+        opener = _OPENER.match(lines[i])
+        if opener is None:
+            i += 1
+            continue
+        fence, tag = opener[1], opener[2]
+        j = i + 1
+        while j < len(lines) and lines[j].strip(" \t") != fence:
+            j += 1
+        if j < len(lines):
+            blocks.append((tag, "".join(line + "\n" for line in lines[i + 1:j])))
+        else:
+            blocks.append((tag, "\n".join(lines[i + 1:])))
+        i = j + 1
+    return blocks
+
+
+def printable(text: str, *, limit: int | None = None) -> str:
+    """``text`` with control characters shown as escapes (``\\x1b``, ``\\r``, ``\\u202e``), so
+    that program output shown to a model or in a widget cannot move the cursor, clear a screen,
+    hide or reorder text. Newlines and tabs stay; ``limit`` cuts to that many characters."""
+    if limit is not None and len(text) > limit:
+        text = text[:limit] + "..."
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match) -> str:
+    code = ord(match[0])
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def check_code(completion_or_code: str | list[dict], *, tests: str | None = None,
@@ -134,14 +179,18 @@ def check_code(completion_or_code: str | list[dict], *, tests: str | None = None
 def check_code_many(jobs, workers: int | None = None) -> list[CodeVerdict]:
     """check_code over many jobs in parallel; verdicts in the order of the jobs.
 
-    jobs: dicts of check_code's keyword arguments with the completion under ``"completion"``.
+    jobs: dicts of check_code's keyword arguments, the completion under ``"completion"`` or
+    check_code's own name ``"completion_or_code"``.
     workers: parallel runs, default the number of CPUs (each run is one process).
     """
     jobs = list(jobs)
 
     def one(job: dict) -> CodeVerdict:
         job = dict(job)
-        return check_code(job.pop("completion"), **job)
+        if ("completion" in job) == ("completion_or_code" in job):
+            raise ValueError("a job needs exactly one of completion= and completion_or_code=")
+        completion = job.pop("completion") if "completion" in job else job.pop("completion_or_code")
+        return check_code(completion, **job)
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         return list(pool.map(one, jobs))
@@ -178,12 +227,22 @@ def code_fraction_reward(prompts, completions, tests=None, io_cases=None, entry_
 
 
 def execution_feedback(verdict: CodeVerdict) -> str:
-    """A short message for the model's next turn (RL from execution feedback)."""
+    """A short message for the model's next turn (RL from execution feedback).
+
+    Printable (``printable``: no raw control characters from the program's output) and at most
+    ``_FEEDBACK_CHARS`` characters, lines cut at ``_FEEDBACK_LINE``.
+    """
+    lines = _feedback_lines(verdict)
+    text = "\n".join(printable(line, limit=_FEEDBACK_LINE) for line in lines)
+    return text if len(text) <= _FEEDBACK_CHARS else text[:_FEEDBACK_CHARS - 3] + "..."
+
+
+def _feedback_lines(verdict: CodeVerdict) -> list[str]:
     if verdict.status == "passed":
-        return f"All {verdict.n_total} tests passed."
+        return [f"All {verdict.n_total} tests passed."]
     reason = verdict.reason[:1].upper() + verdict.reason[1:].rstrip(".") + "."
     if verdict.status in ("no_code", "infra_error"):
-        return reason
+        return [reason]
     lines = [f"{verdict.n_passed} of {verdict.n_total} tests passed. {reason}"]
     failure = verdict.first_failure
     if failure is not None and verdict.status not in ("syntax_error", "timeout"):
@@ -195,8 +254,8 @@ def execution_feedback(verdict: CodeVerdict) -> str:
             lines.append(f"  error: {failure.error}")
     tail = [line for line in verdict.stderr.strip().splitlines() if line.strip()][-6:]
     if tail and verdict.status in ("syntax_error", "runtime_error", "memory"):
-        lines.append("stderr:\n" + "\n".join(tail))
-    return "\n".join(lines)
+        lines += ["stderr:", *tail]
+    return lines
 
 
 # ----------------------------------------------------------------------------------------------
@@ -259,26 +318,50 @@ def _cut(text: str | None, limit: int = _CASE_CHARS, *, tail: bool = False) -> s
 def _verdict(status, n_passed, n_total, failure, reason, result, code, *, wall=0.0, cpu=0.0):
     out = err = ""
     if result is not None:
-        out = _cut(result.stdout.decode("utf-8", "replace"), _SHOWN_CHARS)
-        err = _cut(result.stderr.decode("utf-8", "replace"), _SHOWN_CHARS, tail=True)
-    return CodeVerdict(status, status == "passed", n_passed, n_total, failure, reason, out, err,
-                       round(wall, 4), round(cpu, 4), code)
+        out = printable(_cut(result.stdout.decode("utf-8", "replace"), _SHOWN_CHARS))
+        err = printable(_cut(result.stderr.decode("utf-8", "replace"), _SHOWN_CHARS, tail=True))
+    if failure is not None:
+        failure = CaseFailure(*(None if f is None else printable(f) for f in (
+            failure.case, failure.expected, failure.actual, failure.error)))
+    return CodeVerdict(status, status == "passed", n_passed, n_total, failure, printable(reason),
+                       out, err, round(wall, 4), round(cpu, 4), code)
 
 
-def _records(raw: bytes, nonce: str) -> list[tuple]:
-    """The harness's records carrying this run's nonce; anything else on fd 3 is ignored."""
-    prefix = repr((nonce,))[:-2].encode()
+_OPTIONAL_STR = (str, type(None))
+_RECORD_FIELDS = {                      # kind -> the type of each field after it
+    "started": (),
+    "syntax_error": (_OPTIONAL_STR,),
+    "program_error": (str, _OPTIONAL_STR),
+    "test_error": (_OPTIONAL_STR,),
+    "case": (int, bool, _OPTIONAL_STR, _OPTIONAL_STR, _OPTIONAL_STR, _OPTIONAL_STR),
+    "done": (),
+}
+
+
+def _records(raw: bytes, nonce: str) -> tuple[list[tuple], bool]:
+    """(the records of the result channel in order, whether all of it was well formed).
+
+    A record is one JSON line ``[nonce, seq, kind, *fields]``, ``seq`` counting from 0, fields of
+    the types ``_RECORD_FIELDS`` gives (``bool`` exactly, not an int). Reading stops at the
+    first line that is not such a record, an unfinished last line included: never raises.
+    """
+    lines = raw.split(b"\n")
     records = []
-    for line in raw.split(b"\n"):
-        if not line.startswith(prefix):
-            continue
+    for seq, line in enumerate(lines[:-1]):                     # the last piece has no newline
         try:
-            record = ast.literal_eval(line.decode("utf-8"))
-        except (ValueError, SyntaxError, MemoryError, RecursionError, UnicodeDecodeError):
-            continue
-        if isinstance(record, tuple) and len(record) >= 2 and record[0] == nonce:
-            records.append(record[1:])
-    return records
+            record = json.loads(line)
+        except (ValueError, RecursionError, MemoryError):
+            return records, False
+        if not (type(record) is list and len(record) >= 3 and record[0] == nonce
+                and type(record[1]) is int and record[1] == seq and type(record[2]) is str):
+            return records, False
+        fields = _RECORD_FIELDS.get(record[2])
+        if fields is None or len(record) != 3 + len(fields) or not all(
+                type(value) in (kind if isinstance(kind, tuple) else (kind,))
+                for value, kind in zip(record[3:], fields)):
+            return records, False
+        records.append(tuple(record[2:]))
+    return records, lines[-1] == b""
 
 
 def _outcome(result, records: dict, limits) -> tuple[str, str] | None:
@@ -299,38 +382,43 @@ def _outcome(result, records: dict, limits) -> tuple[str, str] | None:
         return "runtime_error", f"printed more than the output limit ({limits.output_bytes} bytes)"
     if "program_error" in records:
         _, kind, description = records["program_error"]
-        return ("memory" if kind == "MemoryError" else "runtime_error",
-                f"the program raised {description}")
+        if kind == "MemoryError" or result.memory_exceeded:
+            return "memory", f"ran out of memory: {description}"
+        return "runtime_error", f"the program raised {description}"
+    if result.memory_exceeded:
+        return "memory", "the run used more memory than its limit (all its processes and files)"
     return None
 
 
 def _crash(result, what: str) -> tuple[str, str]:
-    if b"MemoryError" in result.stderr[-4000:]:
-        return "memory", "ran out of memory (address-space limit)"
+    if result.memory_exceeded or b"MemoryError" in result.stderr[-4000:]:
+        return "memory", "ran out of memory"
     if result.signal is not None:
         return "runtime_error", f"{what} was killed by signal {result.signal}"
     return "runtime_error", f"{what} exited with code {result.exit_code}"
 
 
 def _check_tests(code: str, steps, entry_point, limits) -> CodeVerdict:
+    """The program runs in one process, the tests in another that alone reports (the harness's
+    docstring): a pass needs the tester's complete record sequence, every case passed."""
     nonce = secrets.token_hex(16)
     labels = [s.label for s in steps if s.kind == "case"]
     n_total = len(labels)
-    payload = {"mode": "tests", "nonce": nonce, "code": code, "entry_point": entry_point,
-               "steps": [(s.kind, s.source) for s in steps]}
-    result = sandbox.run(payload, limits=limits)
-    cases, other = {}, {}
-    for record in _records(result.record, nonce):
-        if record[0] == "case" and len(record) == 7 and isinstance(record[1], int):
-            cases.setdefault(record[1], record)
-        else:
-            other.setdefault(record[0], record)
-    n_passed = sum(1 for i, r in cases.items() if 0 <= i < n_total and r[2] is True)
-    first_bad = next((i for i in range(n_total) if i not in cases or cases[i][2] is not True), None)
-    why, failure = None, None                      # why: "assertion", "equals_everything", ...
+    tester = {"nonce": nonce, "entry_point": entry_point,
+              "steps": [(s.kind, s.source) for s in steps]}
+    result = sandbox.run({"mode": "tests", "nonce": "", "code": code}, limits=limits,
+                         tester=tester)
+    records, well_formed = _records(result.record, nonce)
+    cases = [r for r in records if r[0] == "case"]
+    cases = cases[:next((i for i, r in enumerate(cases) if r[1] != i), len(cases))]
+    other = {r[0]: r for r in records if r[0] != "case"}
+    n_passed = sum(1 for r in cases[:n_total] if r[2])
+    first_bad = next((i for i in range(n_total) if i >= len(cases) or not cases[i][2]), None)
+    why, failure = None, None                      # why: "assertion", "exited", "MemoryError"...
     if first_bad is not None:
         missing = (None, None, None, "missing", None, None, "did not run")
-        why, expected, actual, error = cases.get(first_bad, missing)[3:]
+        why, expected, actual, error = (cases[first_bad] if first_bad < len(cases)
+                                        else missing)[3:]
         failure = CaseFailure(labels[first_bad], expected, actual, error or why)
 
     def verdict(status, reason):
@@ -340,20 +428,20 @@ def _check_tests(code: str, steps, entry_point, limits) -> CodeVerdict:
     decided = _outcome(result, other, limits)
     if decided:
         return verdict(*decided)
-    if "done" not in other:
-        return verdict(*_crash(result, "the process, before the tests finished,"))
-    if other["done"][1]:
-        return verdict("failed", f"the program changed {other['done'][1]}, which tests rely on")
-    if result.exit_code != 0 or why == "missing":
-        return verdict(*_crash(result, "the process, after the tests,"))
+    if not well_formed:
+        return verdict("infra_error", "the tester's records were malformed (a harness bug)")
+    if "done" not in other or len(cases) != n_total:
+        return verdict(*_crash(result, "the tester, before the tests finished,"))
+    if result.exit_code != 0:
+        return verdict(*_crash(result, "the tester, after the tests,"))
     if first_bad is None:
         return verdict("passed", f"all {n_total} tests passed")
     if why == "assertion":
         return verdict("failed", "a test assertion failed")
-    if why == "equals_everything":
-        return verdict("failed", "returned an object that equals everything")
-    if why == "MemoryError":
+    if why == "MemoryError" or (why == "exited" and result.memory_exceeded):
         return verdict("memory", "ran out of memory in a test")
+    if why == "exited":
+        return verdict("runtime_error", f"{failure.error} (a crash, an exit or a broken reply)")
     return verdict("runtime_error", f"a test raised {failure.error}")
 
 
@@ -369,9 +457,10 @@ def _check_io(code: str, cases, limits, float_tol) -> CodeVerdict:
                                                                            output_bytes=room))
         last_result = result
         wall, cpu = wall + result.wall_s, cpu + result.cpu_s
-        records = {r[0]: r for r in _records(result.record, nonce)}
+        # the program itself writes these (classification only; its stdout decides a pass)
+        records, _ = _records(result.record, nonce)
         stdout = result.stdout.decode("utf-8", "replace")
-        outcome = _outcome(result, records, limits)
+        outcome = _outcome(result, {r[0]: r for r in records if r[0] != "test_error"}, limits)
         if outcome:
             pass
         elif result.exit_code != 0:

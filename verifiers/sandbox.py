@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import builtins
 import ctypes
+import fcntl
 import gc
 import json
 import os
@@ -116,12 +117,17 @@ class SandboxResult:
     wall_s: float
     cpu_s: float
     infra_error: str | None = None  # the sandbox itself failed: say so, never blame the program
+    memory_exceeded: bool = False   # the run's memory cgroup killed a process (all of it counted)
 
 
-def run(payload: dict, *, stdin: bytes = b"", limits: Limits = Limits()) -> SandboxResult:
-    """Run the harness on ``payload`` (JSON-able; see ``_code_harness.run``) in a fresh sandbox.
+def run(payload: dict, *, stdin: bytes = b"", limits: Limits = Limits(),
+        tester: dict | None = None) -> SandboxResult:
+    """Run the harness on ``payload`` (JSON-able; see ``_code_harness.start``) in a fresh sandbox.
 
     ``stdin`` is what the program reads; it is a file, so reading past it gives EOF, never a hang.
+    ``tester``: a payload for a second process of another uid (``_code_harness.start_tester``)
+    that alone holds the result channel and talks to the program over a pipe pair; the run ends
+    when it does. Without it, the program process writes the result channel itself.
     Never raises for anything the program does; sandbox failures come back as ``infra_error``.
     """
     try:
@@ -138,6 +144,7 @@ def run(payload: dict, *, stdin: bytes = b"", limits: Limits = Limits()) -> Sand
         "file_mb": limits.file_mb,
         "tmp_mb": limits.tmp_mb,
         "open_files": limits.open_files,
+        "tester_uid": uid + _UID_SPAN,
     }
     ours, theirs = [], []
     try:
@@ -151,7 +158,8 @@ def run(payload: dict, *, stdin: bytes = b"", limits: Limits = Limits()) -> Sand
         kill_r, kill_w = os.pipe()
         ours += [status_r, kill_w]
         theirs += [status_w, kill_r]
-        # child fds: stdin, stdout, stderr, result, payload, status, kill
+        theirs.append(_memfd("wb-tester", json.dumps(tester).encode() if tester else b""))
+        # child fds: stdin, stdout, stderr, result, payload, status, kill, tester payload
         server.submit(job, theirs)
     except Exception as exc:  # noqa: BLE001
         for fd in ours:
@@ -243,6 +251,7 @@ def _collect(out_r: int, err_r: int, res_r: int, status_r: int, kill_w: int, *,
     code = status.get("exit")                                    # exit code, or -signal
     sig = -code if code is not None and code < 0 else None
     timed_out = bool(status.get("timed_out")) or sig == signal.SIGXCPU
+
     return SandboxResult(
         exit_code=code if code is not None and code >= 0 else None,
         signal=sig,
@@ -254,6 +263,7 @@ def _collect(out_r: int, err_r: int, res_r: int, status_r: int, kill_w: int, *,
         wall_s=float(wall),
         cpu_s=float(status.get("cpu_s", 0.0)),
         infra_error=error,
+        memory_exceeded=bool(status.get("oom_killed")) and not error,
     )
 
 
@@ -360,6 +370,7 @@ _RUN_NS_FLAGS = _CLONE_NEWNS | _CLONE_NEWIPC | _CLONE_NEWNET     # init's own; P
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
 _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 32, 4096, 16384, 1 << 18
 _PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER, _PR_SET_NO_NEW_PRIVS = 1, 36, 38
+_PR_SET_DUMPABLE, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 4, 22, 2
 _WRITABLE_DIRS = ("/var/tmp", "/dev/shm", "/run/lock")
 _LIBC = None
 
@@ -403,8 +414,207 @@ def _probe(allowed: bool) -> dict:
         reason = ("namespaces unavailable: rlimits, uid switch and process-group kill only"
                   if root else "not root and no user namespaces: rlimits and process-group kill"
                   " only; the network is open")
+    seccomp = _SECCOMP_FILTER is not None and _works_in_child(_seccomp_works)
+    cgroup, cgroup_why = _cgroup_base() if root else (None, "not root: no memory cgroup")
     return {"namespaces": bool(namespaces), "uid_switch": root, "user_ns": user_ns,
-            "reason": reason}
+            "reason": reason, "seccomp": seccomp, "memory_cgroup": cgroup,
+            "memory": ("one memory cgroup per run: every process and in-memory file counted"
+                       if cgroup else f"per process only ({cgroup_why})")}
+
+
+# Memory as a whole: one cgroup per run, joined by the program process (its children follow), so
+# anonymous memory, tmpfs and memfd pages and kernel memory (pipes) of the run count together.
+
+_PENDING_CGROUPS: list[str] = []            # runs' cgroups that could not be removed yet
+
+
+def _cgroup_base() -> tuple[str | None, str]:
+    """(a fresh cgroup under our own where runs' cgroups go, why not) for cgroup v2 or v1."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            own = dict(line.rstrip("\n").split(":", 2)[1:] for line in f if line.count(":") >= 2)
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split() for line in f]
+    except OSError as exc:
+        return None, f"cannot read /proc/self/cgroup: {exc.strerror}"
+    for fields in mounts:
+        sep = fields.index("-")
+        fstype, options = fields[sep + 1], fields[-1].split(",")
+        version = 2 if fstype == "cgroup2" else 1 if fstype == "cgroup" and "memory" in options \
+            else None
+        path = own.get("" if version == 2 else "memory")
+        if version is None or path is None:
+            continue
+        root, mountpoint = fields[3], fields[4]
+        relative = path[len(root):] if path.startswith(root) else path
+        base = os.path.join(mountpoint, relative.lstrip("/"), f"wb-sandbox-{os.getpid()}")
+        _remove_stale_cgroups(os.path.dirname(base))
+        try:
+            os.mkdir(base)
+        except OSError as exc:
+            return None, f"cannot create a cgroup in {os.path.dirname(base)}: {exc.strerror}"
+        if version == 2 and not os.path.exists(os.path.join(base, "memory.max")):
+            try:                                         # needs a parent without processes
+                with open(os.path.join(os.path.dirname(base), "cgroup.subtree_control"), "w") as f:
+                    f.write("+memory")
+            except OSError as exc:
+                os.rmdir(base)
+                return None, f"cgroup v2 without the memory controller delegated: {exc.strerror}"
+        return base, ""
+    return None, "no memory cgroup hierarchy mounted"
+
+
+def _remove_stale_cgroups(parent: str) -> None:
+    """Cgroups of fork servers that died without cleaning up (SIGKILL): empty, so removable."""
+    try:
+        entries = [e for e in os.scandir(parent) if e.name.startswith("wb-sandbox-")]
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry.name.rsplit("-", 1)[1]
+        if pid.isdigit() and os.path.exists(f"/proc/{pid}"):
+            continue
+        for run in (e.path for e in os.scandir(entry.path) if e.name.startswith("run-")):
+            _remove_run_cgroup(run)
+        try:
+            os.rmdir(entry.path)
+        except OSError:
+            pass
+
+
+def _cgroup_files(path: str) -> tuple[str, ...]:
+    """(limit file, swap limit file, events file) of cgroup v2 or v1."""
+    if os.path.exists(os.path.join(path, "memory.max")):
+        return "memory.max", "memory.swap.max", "memory.events"
+    return "memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "memory.oom_control"
+
+
+def _make_run_cgroup(base: str, job: dict) -> str:
+    path = os.path.join(base, f"run-{job['uid']}")
+    os.mkdir(path)
+    limit, swap, _ = _cgroup_files(path)
+    total = (job["memory_mb"] + job["tmp_mb"]) << 20     # the program's memory and its /tmp
+    for name, value in ((limit, total), (swap, 0 if swap == "memory.swap.max" else total)):
+        try:
+            with open(os.path.join(path, name), "w") as f:
+                f.write(str(value))
+        except FileNotFoundError:
+            if name == limit:
+                raise
+    return path
+
+
+def _join_cgroup(path: str) -> None:
+    with open(os.path.join(path, "cgroup.procs"), "w") as f:
+        f.write(str(os.getpid()))
+
+
+def _remove_run_cgroup(path: str | None) -> bool:
+    """Remove a finished run's cgroup (and any left from before); whether it killed for memory."""
+    if path is None:
+        return False
+    oom = False
+    try:
+        with open(os.path.join(path, _cgroup_files(path)[2])) as f:
+            oom = any(line.split()[:1] == ["oom_kill"] and line.split()[1] != "0" for line in f)
+    except (OSError, IndexError):
+        pass
+    for pending in [*_PENDING_CGROUPS, path]:
+        try:
+            os.rmdir(pending)
+            if pending in _PENDING_CGROUPS:
+                _PENDING_CGROUPS.remove(pending)
+        except FileNotFoundError:
+            if pending in _PENDING_CGROUPS:
+                _PENDING_CGROUPS.remove(pending)
+        except OSError:
+            if pending not in _PENDING_CGROUPS:
+                _PENDING_CGROUPS.append(pending)
+    return oom
+
+
+def _remove_cgroup_base(mode) -> None:
+    base = mode.get("memory_cgroup")
+    deadline = time.monotonic() + 2.0
+    while base and time.monotonic() < deadline:
+        for pending in list(_PENDING_CGROUPS):
+            _remove_run_cgroup(pending)
+        try:
+            os.rmdir(base)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            time.sleep(0.05)
+
+
+# seccomp: calls that would escape the memory bound or leave kernel state behind fail with EPERM:
+# memfd_create, mount and new namespaces (a private tmpfs), keyrings (a fresh uid's keyring
+# outlives the run), and io_uring, bpf, userfaultfd, perf_event_open (kernel surface no program
+# here needs). clone3's flags are out of a filter's reach: it fails with ENOSYS, and glibc falls
+# back to clone, whose flags are checked. Other architectures than these two: no filter.
+
+_SECCOMP_ARCH = {  # machine: (AUDIT_ARCH, {syscall: number}, lowest foreign-ABI number)
+    "x86_64": (0xC000003E, dict(memfd_create=319, mount=165, umount2=166, pivot_root=155,
+                                unshare=272, setns=308, keyctl=250, add_key=248, request_key=249,
+                                io_uring_setup=425, bpf=321, userfaultfd=323, perf_event_open=298,
+                                open_tree=428, move_mount=429, fsopen=430, fsconfig=431,
+                                fsmount=432, mount_setattr=442, memfd_secret=447, clone3=435,
+                                clone=56), 0x40000000),
+    "aarch64": (0xC00000B7, dict(memfd_create=279, mount=40, umount2=39, pivot_root=41,
+                                 unshare=97, setns=268, keyctl=219, add_key=217, request_key=218,
+                                 io_uring_setup=425, bpf=280, userfaultfd=282, perf_event_open=241,
+                                 open_tree=428, move_mount=429, fsopen=430, fsconfig=431,
+                                 fsmount=432, mount_setattr=442, memfd_secret=447, clone3=435,
+                                 clone=220), None),
+}
+_CLONE_NAMESPACES = 0x7E020000              # CLONE_NEW{NS,CGROUP,UTS,IPC,USER,PID,NET}
+
+
+def _seccomp_filter() -> bytes | None:
+    spec = _SECCOMP_ARCH.get(os.uname().machine)
+    if spec is None:
+        return None
+    arch, numbers, foreign = spec
+    allow, kill = 0x7FFF0000, 0x80000000
+    eperm, enosys = 0x00050000 | 1, 0x00050000 | 38
+
+    def op(code, k, jt=0, jf=0):
+        return code.to_bytes(2, sys.byteorder) + bytes([jt, jf]) + k.to_bytes(4, sys.byteorder)
+
+    ld, jeq, jge, jset, ret = 0x20, 0x15, 0x35, 0x45, 0x06
+    prog = [op(ld, 4), op(jeq, arch, 1, 0), op(ret, kill), op(ld, 0)]
+    if foreign is not None:                              # x32 calls on x86_64
+        prog += [op(jge, foreign, 0, 1), op(ret, eperm)]
+    for name, number in numbers.items():
+        if name != "clone":
+            prog += [op(jeq, number, 0, 1), op(ret, enosys if name == "clone3" else eperm)]
+    low_arg0 = 16 if sys.byteorder == "little" else 20
+    prog += [op(jeq, numbers["clone"], 0, 3), op(ld, low_arg0), op(jset, _CLONE_NAMESPACES, 0, 1),
+             op(ret, eperm), op(ret, allow)]
+    return b"".join(prog)
+
+
+_SECCOMP_FILTER = _seccomp_filter()
+
+
+def _install_seccomp() -> None:
+    class Fprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+    program = Fprog(len(_SECCOMP_FILTER) // 8, _SECCOMP_FILTER)
+    _libc_call("prctl", _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0)
+
+
+def _seccomp_works() -> None:
+    _libc_call("prctl", _PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    _install_seccomp()
+    try:
+        os.memfd_create("probe")
+    except PermissionError:
+        os.fork() or os._exit(0)                         # plain fork still works
+        return
+    raise RuntimeError("memfd_create was not refused")
 
 
 def _works_in_child(fn) -> bool:
@@ -493,6 +703,7 @@ def _serve(sock_fd: int, harness_path: str, namespaces: bool) -> None:
                 run.timed_out = True
                 _kill_run(run, mode)
         _reap_orphans(runs)
+    _remove_cgroup_base(mode)
 
 
 def _accept(sock, runs, sel, mode, harness, own_pidns) -> bool:
@@ -500,7 +711,7 @@ def _accept(sock, runs, sel, mode, harness, own_pidns) -> bool:
         msg, fds, _, _ = socket.recv_fds(sock, 1 << 16, 16)
     except OSError:
         return False
-    if not msg or len(fds) != 7:
+    if not msg or len(fds) != 8:
         for fd in fds:
             os.close(fd)
         return bool(msg)
@@ -514,7 +725,7 @@ def _accept(sock, runs, sel, mode, harness, own_pidns) -> bool:
         os.close(kill_fd)
         return True
     finally:
-        for fd in fds[:5]:
+        for fd in (*fds[:5], fds[7]):
             os.close(fd)
     runs[run.init] = run
     sel.register(run.pidfd, selectors.EVENT_READ, (run, "exit"))
@@ -529,6 +740,8 @@ def _start_run(job, fds, mode, harness, own_pidns) -> _Run:
         workdir = tempfile.mkdtemp(prefix="wb-sandbox-")
         if mode["uid_switch"]:
             os.chown(workdir, job["uid"], job["uid"])
+    if mode.get("memory_cgroup"):
+        job["cgroup"] = _make_run_cgroup(mode["memory_cgroup"], job)
     server = os.getpid()
     if own_pidns is not None:
         _libc_call("unshare", _CLONE_NEWPID)            # the next child is init of a new one
@@ -558,6 +771,7 @@ def _finish(run: _Run, runs, sel, mode) -> None:
         _kill_run(run, mode)                            # init's children may still run
     _, init_status, usage = os.wait4(run.init, 0)
     del runs[run.init]
+    oom = _remove_run_cgroup(run.job.get("cgroup"))
     for fd in (run.pidfd, run.kill_fd):
         if fd in sel.get_map():
             sel.unregister(fd)
@@ -565,7 +779,8 @@ def _finish(run: _Run, runs, sel, mode) -> None:
         shutil.rmtree(run.workdir, ignore_errors=True)
         if mode["uid_switch"]:
             _remove_files_of(run.job["uid"])
-    _write_status(run.status_fd, timed_out=run.timed_out, wall_s=time.monotonic() - run.start,
+    _write_status(run.status_fd, timed_out=run.timed_out, oom_killed=oom,
+                  wall_s=time.monotonic() - run.start,
                   cpu_s=usage.ru_utime + usage.ru_stime,
                   init=os.waitstatus_to_exitcode(init_status))
     for fd in (run.pidfd, run.status_fd, run.kill_fd):
@@ -642,10 +857,16 @@ def _close_all_but(keep: set[int]) -> None:
 
 
 def _init(job, fds, mode, harness, workdir, server) -> None:
-    """Sandbox init (PID 1 of the run with namespaces): isolate, start the program, reap."""
+    """Sandbox init (PID 1 of the run with namespaces): isolate, start the processes, reap.
+
+    With a tester payload, init starts the tester first, waits until it has reported that it
+    started (so nothing the program does can keep it from doing so), then the program; the run
+    ends when the tester does. Otherwise the program process is the run.
+    """
+    fds = [_move_high(fd) for fd in fds]                # clear of the numbers the children use
     status_fd = fds[5]
     try:
-        _close_all_but({0, 1, 2, *fds[:6]})             # other runs' pipes, the server's socket
+        _close_all_but({0, 1, 2, *fds})                 # other runs' pipes, the server's socket
         _libc_call("prctl", _PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # dies with the server
         if not mode["namespaces"] and os.getppid() != server:
             os._exit(72)                                # the server died before prctl
@@ -654,16 +875,32 @@ def _init(job, fds, mode, harness, workdir, server) -> None:
             _libc_call("unshare", _RUN_NS_FLAGS)
             _mount(None, "/", None, _MS_REC | _MS_PRIVATE)   # nothing mounted leaks to the host
             _mount_private_dirs(job, mode)
+        channel = None
+        main = None
+        if os.fstat(fds[7]).st_size:
+            request_r, request_w = os.pipe()            # tester -> program
+            reply_r, reply_w = os.pipe()                # program -> tester
+            ready_r, ready_w = os.pipe()
+            main = os.fork()
+            if main == 0:
+                _child_main(_start_tester, job, fds, mode, harness, workdir,
+                            (reply_r, request_w), ready_w)
+            for fd in (reply_r, request_w, ready_w):
+                os.close(fd)
+            os.read(ready_r, 1)                         # EOF too: the tester died, the run ends
+            os.close(ready_r)
+            channel = (request_r, reply_w)
         program = os.fork()
     except BaseException as exc:  # noqa: BLE001
         _write_status(status_fd, error=f"could not set up the sandbox: {exc!r}")
         os._exit(71)
     if program == 0:
-        _child_main(_start_program, job, fds, mode, harness, workdir)
+        _child_main(_start_program, job, fds, mode, harness, workdir, channel)
+    main = main or program
     _close_all_but({status_fd})
     while True:
         pid, wait_status = os.waitpid(-1, 0)
-        if pid == program:
+        if pid == main:
             _write_status(status_fd, exit=os.waitstatus_to_exitcode(wait_status))
             os._exit(0)                                 # the kernel kills the rest of the run
 
@@ -687,41 +924,89 @@ def _mount_private_dirs(job, mode) -> None:
         _mount(None, closed, None, _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
 
 
-def _start_program(job, fds, mode, harness, workdir) -> None:
-    """The program's process: fds, directory, environment, rlimits, uid; then the harness."""
-    stdin_fd, out_fd, err_fd, res_fd, payload_fd, status_fd, kill_fd = fds
+def _start_program(job, fds, mode, harness, workdir, channel) -> None:
+    """The program's process: fds, directory, environment, limits, uid; then the harness.
+
+    With a tester (``channel``: request read end, reply write end) it never holds the result
+    channel: fd 3 is the request pipe and fd 4 the reply pipe."""
+    stdin_fd, out_fd, err_fd, res_fd, payload_fd, status_fd = fds[:6]
     try:
-        size = os.fstat(payload_fd).st_size
-        payload = os.pread(payload_fd, size, 0)
-        for fd, target in ((stdin_fd, 0), (out_fd, 1), (err_fd, 2), (res_fd, 3)):
-            os.dup2(fd, target)
-        home = workdir or "/tmp"
-        os.chdir(home)
-        os.environ.clear()
-        os.environ.update(PATH=_SERVER_ENV["PATH"], HOME=home, TMPDIR=home, LANG="C.UTF-8")
-        cpu = max(1, int(job["cpu_s"] + 0.999))
-        mem = job["memory_mb"] << 20
-        nproc = job["max_processes"]
-        if not mode["uid_switch"]:                      # the count is the whole user's
-            nproc += _count_own_processes()
-        for limit, value in ((resource.RLIMIT_CPU, (cpu, cpu + 1)),
-                             (resource.RLIMIT_AS, (mem, mem)),
-                             (resource.RLIMIT_FSIZE, (job["file_mb"] << 20,) * 2),
-                             (resource.RLIMIT_NOFILE, (job["open_files"],) * 2),
-                             (resource.RLIMIT_CORE, (0, 0)),
-                             (resource.RLIMIT_NPROC, (nproc, nproc))):
-            resource.setrlimit(limit, value)
-        if mode["uid_switch"]:
-            uid = job["uid"]
-            os.setgroups([])
-            os.setresgid(uid, uid, uid)
-            os.setresuid(uid, uid, uid)
-        _libc_call("prctl", _PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+        payload = os.pread(payload_fd, os.fstat(payload_fd).st_size, 0)
+        targets = [(stdin_fd, 0), (out_fd, 1), (err_fd, 2)]
+        targets += [(channel[0], 3), (channel[1], 4)] if channel else [(res_fd, 3)]
+        _dup_onto(targets)
+        if job.get("cgroup"):
+            _join_cgroup(job["cgroup"])
+        _enter_limits(job, mode, workdir, job["uid"])
     except BaseException as exc:  # noqa: BLE001
         _write_status(status_fd, error=f"could not start the program: {exc!r}")
         os._exit(71)
-    os.closerange(4, 1 << 16)                           # status, kill, payload, the server's fds
-    os._exit(harness["start"](payload))
+    os.closerange(5 if channel else 4, 1 << 16)         # status, kill, payloads, the server's fds
+    os._exit(harness["start"](payload, (3, 4) if channel else None))
+
+
+def _start_tester(job, fds, mode, harness, workdir, channel, ready_w) -> None:
+    """The tester's process: another fresh uid, the result channel, the tests; never the program."""
+    err_fd, res_fd, status_fd, tester_fd = fds[2], fds[3], fds[5], fds[7]
+    try:
+        payload = os.pread(tester_fd, os.fstat(tester_fd).st_size, 0)
+        devnull = os.open(os.devnull, os.O_RDWR)
+        _dup_onto([(devnull, 0), (devnull, 1), (err_fd, 2), (res_fd, 3), (channel[0], 4),
+                   (channel[1], 5), (ready_w, 6)])
+        _enter_limits(job, mode, workdir, job["tester_uid"], dumpable=False)
+    except BaseException as exc:  # noqa: BLE001
+        _write_status(status_fd, error=f"could not start the tester: {exc!r}")
+        os._exit(71)
+    os.closerange(7, 1 << 16)
+
+    def ready() -> None:
+        os.close(6)
+
+    os._exit(harness["start_tester"](payload, (4, 5), ready))
+
+
+def _move_high(fd: int) -> int:
+    high = fcntl.fcntl(fd, fcntl.F_DUPFD, 100)
+    os.close(fd)
+    return high
+
+
+def _dup_onto(targets) -> None:
+    """dup2 each (fd, target) without one target clobbering a later source."""
+    moved = [(fcntl.fcntl(fd, fcntl.F_DUPFD, 64), target) for fd, target in targets]
+    for fd, target in moved:
+        os.dup2(fd, target)
+    for fd, _ in moved:
+        os.close(fd)
+
+
+def _enter_limits(job, mode, workdir, uid, *, dumpable: bool = True) -> None:
+    """Directory, environment, rlimits, uid, no_new_privs, seccomp: the last steps as root."""
+    home = workdir or "/tmp"
+    os.chdir(home)
+    os.environ.clear()
+    os.environ.update(PATH=_SERVER_ENV["PATH"], HOME=home, TMPDIR=home, LANG="C.UTF-8")
+    cpu = max(1, int(job["cpu_s"] + 0.999))
+    mem = job["memory_mb"] << 20
+    nproc = job["max_processes"]
+    if not mode["uid_switch"]:                          # the count is the whole user's
+        nproc += _count_own_processes()
+    for limit, value in ((resource.RLIMIT_CPU, (cpu, cpu + 1)),
+                         (resource.RLIMIT_AS, (mem, mem)),
+                         (resource.RLIMIT_FSIZE, (job["file_mb"] << 20,) * 2),
+                         (resource.RLIMIT_NOFILE, (job["open_files"],) * 2),
+                         (resource.RLIMIT_CORE, (0, 0)),
+                         (resource.RLIMIT_NPROC, (nproc, nproc))):
+        resource.setrlimit(limit, value)
+    if mode["uid_switch"]:
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    _libc_call("prctl", _PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    if not dumpable:                                    # no ptrace or /proc/pid/mem, same uid too
+        _libc_call("prctl", _PR_SET_DUMPABLE, 0, 0, 0, 0)
+    if mode.get("seccomp"):
+        _install_seccomp()
 
 
 def _count_own_processes() -> int:

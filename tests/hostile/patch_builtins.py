@@ -1,4 +1,4 @@
-# expect: failed
+# expect: failed,runtime_error
 # tests: assert abs(add(1, 2) - 3) < 1e-9
 # Makes abs() return 0 for everybody, so `abs(got - want) < eps` would always hold.
 import builtins
