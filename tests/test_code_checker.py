@@ -482,6 +482,58 @@ def test_objects_of_the_program_can_be_used_through_their_methods():
     assert verdict.passed, verdict
 
 
+STATEFUL = ("log = []\n"
+            "class Box:\n    def __bool__(self):\n        log.append('bool')\n        return True\n"
+            "def f(x):\n    log.append(x)\n    return x\n"
+            "def make():\n    log.append('make')\n    return Box()\n"
+            "def seen():\n    return list(log)\n")
+
+
+@pytest.mark.parametrize("tests", [
+    "assert f(1) == 1\nassert seen() == [1]\nassert f(2) == 2\nassert seen() == [1, 2]\n",
+    "assert make()\nassert seen() == ['make', 'bool']\nassert f(3) == 3\n"
+    "assert seen() == ['make', 'bool', 3]\n",
+    "assert f(1) == 1 and f(2) == 2\nassert seen() == [1, 2]\n",
+    "assert seen() == [] or f(9)\nassert seen() == []\n",
+    "x = 5\nassert f(x) == 5\nassert seen() == [5]\nassert f(1) == 1, f(2)\n"
+    "assert seen() == [5, 1]\n",
+])
+def test_calls_sent_ahead_reach_the_program_in_the_order_the_tests_make_them(tests):
+    """The tester sends foreseeable calls ahead (_code_harness._Link): never out of order."""
+    verdict = check_code(STATEFUL, tests=tests)
+    assert verdict.passed, verdict
+
+
+@pytest.mark.parametrize("step, foreseen", [
+    ("assert candidate(1, [2, 'x']) == 3", (1, [2, "x"])),
+    ("assert abs(candidate(1.5) - 0.5) < 1e-6, 'message'", (1.5,)),
+    ("assert math.isclose(candidate(k=2), 0.1)", (2,)),
+    ("candidate(7)", (7,)),
+    ("assert candidate(1) == 1 and candidate(2) == 2", None),      # the second may not run
+    ("assert 1 < 2 < candidate(3)", None),                         # may not run
+    ("assert data[0] == candidate(1)", None),                      # a failure before the call
+    ("assert helper(candidate(1))", None),                         # helper may call the program
+    ("assert candidate(x) == 1", None),                            # x: not a literal
+    ("assert candidate(1) == 2, candidate(2)", None),
+    ("assert [candidate(i) for i in (1, 2)] == [1, 2]", None),
+])
+def test_the_tester_foresees_only_calls_that_surely_come_first(step, foreseen):
+    from verifiers import _code_harness as harness
+    import ast as ast_module
+    import math as math_module
+
+    remote = harness._Remote(None, 7, "function")
+    namespace = {"candidate": remote, "math": math_module, "data": [1], "x": 1,
+                 "helper": lambda v: v, "__builtins__": __builtins__,
+                 "__wb_eq__": harness._Eq()}
+    rewritten = plan_tests(step)[0].source
+    found = harness._first_call(ast_module.parse(rewritten).body, namespace)
+    if foreseen is None:
+        assert found is None
+    else:
+        assert found[0] is remote and tuple(found[1]) + tuple(found[2].values()) == foreseen
+
+
 def test_exceptions_of_the_program_reach_the_tests_as_builtin_ones():
     code = "def div(a, b):\n    return a // b\n"
     tests = ("try:\n    div(1, 0)\n    assert False\nexcept ZeroDivisionError:\n    pass\n"
@@ -527,6 +579,24 @@ def test_no_cheat_passes_a_problem_it_does_not_solve(cheat):
     family, source = cheat
     verdict = check_code(source, tests=PROPERTY_TESTS, limits=FAST)
     assert not verdict.passed and verdict.status != "infra_error", (family, source, verdict)
+
+
+def test_not_covered_a_helper_the_tests_borrow_from_the_program_is_the_programs():
+    """_code_harness: a test that calls a helper it does not define uses the program's copy."""
+    code = "def encode(s):\n    return s\n\ndef decode(s):\n    return s\n"
+    assert check_code(code, tests="assert decode(encode('abc')) == 'abc'").passed
+
+
+def test_not_covered_changes_to_an_argument_do_not_come_back():
+    code = "def sort_in_place(xs):\n    xs.sort()\n"
+    tests = "xs = [2, 1]\nsort_in_place(xs)\nassert xs == [1, 2]\n"
+    assert check_code(code, tests=tests).status == "failed"
+
+
+def test_not_covered_the_tests_cannot_pass_functions_to_the_program():
+    code = "def apply(f, x):\n    return f(x)\n"
+    verdict = check_code(code, tests="assert apply(lambda v: v + 1, 1) == 2")
+    assert verdict.status == "runtime_error" and "plain data" in verdict.first_failure.error
 
 
 # ---------------------------------------------------------------------------------------------

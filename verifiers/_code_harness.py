@@ -26,11 +26,25 @@ result stays in the program process; the tester gets a handle that compares equa
 program's), and whose methods, items, length, truth, iteration and ``str`` are forwarded. NaN is
 a real float in the tester: it equals nothing, as in Python.
 
+What a verdict still trusts the program for, or cannot do (``tests/test_code_checker.py`` shows
+each):
+
+- Names the tests use but do not define come from the program: a test that relies on a helper the
+  prompt defined (HumanEval/38 calls ``encode_cyclic`` to build its input) uses the program's copy,
+  which the program may have rewritten. Define such helpers in the tests to close that.
+- Arguments are copied: a test that checks that a function changed its argument in place fails.
+  The tests cannot pass their own functions or objects to the program (``TypeError``: that case
+  fails), nor read the program's module-level data except through its functions.
+- Two values of the program compared with each other use the program's ``__eq__``.
+- Anything a test asks of a handle (``str``, ``len``, truth, iteration) is the program's answer;
+  it is only ever compared as plain data.
+
 Records to the parent (tester only, fd 3): one JSON line each, ``[nonce, seq, kind, ...]`` with
 ``seq`` counting from 0: ``started``; then ``syntax_error`` / ``program_error`` (the program did not
 load), or one ``case`` per case and ``done``; ``test_error`` if the tests do not compile. The parent
 accepts only a complete, well-formed sequence (``verifiers.code._records``).
 """
+import ast
 import builtins
 import io
 import json
@@ -57,6 +71,8 @@ _MAX_NODES = 1 << 20                    # values in one message
 _MAX_DEPTH = 200                        # nesting of one message
 _ATOMS = (type(None), bool, int, float, str)
 _BIG = 1 << 62                          # larger ints travel as hex text
+_MISSING = object()
+_PIPE_ROOM = 32 << 10                   # requests sent ahead: well inside a pipe's 64 KiB
 _TAGS = {"list": list, "tuple": tuple, "set": set, "frozenset": frozenset}
 
 
@@ -130,11 +146,14 @@ def _describe(exc: BaseException) -> str:
     return _plain_text(str(text) + where) or "an exception"
 
 
-def _compile_source(code: str, filename: str):
-    """(code object, None) or (None, the error message)."""
+def _compile_source(code: str, filename: str, *, tree: bool = False):
+    """(code object, None) or (None, the error message); with ``tree``, ((code, its AST), None)."""
     linecache.cache[filename] = (_len(code), None, code.splitlines(True), filename)
     try:
-        return compile(code, filename, "exec", dont_inherit=True), None
+        if not tree:
+            return compile(code, filename, "exec", dont_inherit=True), None
+        parsed = ast.parse(code, filename)
+        return (compile(parsed, filename, "exec", dont_inherit=True), parsed), None
     except (SyntaxError, ValueError, MemoryError, RecursionError) as exc:
         return None, "".join(traceback.format_exception_only(_type(exc), exc))
 
@@ -342,11 +361,17 @@ def _serve_calls(code: str, channel: _Channel) -> int:
     streams = (sys.stdout, sys.stderr)
     _flush(streams)                                     # the run ends with the tester: no later
     channel.send(["loaded", names])
-    while True:
+    skipping = False                                    # see _Link: after a handle, sent-ahead
+    while True:                                         # calls wait until the tester asks again
         request = channel.receive()
         if request is None:
             return 0
+        ahead = _type(request) is list and _len(request) == 6 and request[5] is True
+        if ahead and skipping:
+            channel.send(["skipped"])
+            continue
         answer = _answer(request, objects)
+        skipping = ahead and answer[0] == "object"
         _flush(streams)
         channel.send(answer)
 
@@ -459,10 +484,31 @@ class _Remote:
 
 
 class _Link:
-    """The tester's end of the call channel."""
+    """The tester's end of the call channel.
+
+    Calls the next test steps will surely make, first and with literal arguments (``_foreseen``),
+    are sent ahead (``send_ahead``), so the program answers them back to back instead of waiting
+    for the tester between calls: it sees the same calls in the same order. Should one of them
+    return a value that is not plain data (on which the step may then call methods), the program
+    answers the rest of that batch with ``skipped`` and the steps ask again in their turn.
+    """
 
     def __init__(self, channel: _Channel):
         self.channel, self.broken = channel, None
+        self.sent: list = []                # [message, reply or _MISSING] in the program's order
+        self.ahead = 0                      # of them, sent ahead and not yet used by a step
+
+    def send_ahead(self, calls) -> None:
+        """calls: [(handle, args, kwargs)] the next steps make, in order."""
+        room = _PIPE_ROOM
+        for handle, args, kwargs in calls:
+            message = [handle, "call", "", encode(list(args)), encode(dict(kwargs)), True]
+            data = json.dumps(message)
+            room -= _len(data) + 4
+            if room < 0 or self.broken:     # the pipe takes it all without blocking
+                break
+            self._send(message)
+            self.ahead += 1
 
     def ask(self, handle, op, name, args, kwargs):
         if self.broken:
@@ -471,14 +517,40 @@ class _Link:
             message = [handle, op, name, self._encode(list(args)), self._encode(dict(kwargs))]
         except NotPlain as exc:
             raise TypeError(f"only plain data can be passed to the program, not {exc}") from None
+        if self.ahead and self.sent[0][0][:5] == message:
+            self.ahead -= 1
+            reply = self._take(self.sent[0])
+            if reply != ["skipped"]:
+                return self._read(reply)
+        return self._read(self._take(self._send(message)))
+
+    def _take(self, entry):
+        reply = self._reply_of(entry)
+        del self.sent[next(i for i, e in enumerate(self.sent) if e is entry)]
+        return reply
+
+    def _send(self, message):
+        entry = [message, _MISSING]
+        self.sent.append(entry)
         try:
             self.channel.send(message)
-            reply = self.channel.receive()
-        except (OSError, ValueError) as exc:
-            reply, why = None, f"the program broke the call protocol: {exc}"
-        else:
-            why = "the program process ended during a test"
-        return self._read(reply, why)
+        except OSError as exc:
+            self.broken = f"the program broke the call protocol: {exc}"
+        return entry
+
+    def _reply_of(self, entry):
+        """The reply to entry, reading (and keeping) the replies to requests sent before it."""
+        while entry[1] is _MISSING and not self.broken:
+            try:
+                reply = self.channel.receive()
+            except (OSError, ValueError) as exc:
+                self.broken = f"the program broke the call protocol: {exc}"
+                break
+            if reply is None:
+                self.broken = "the program process ended during a test"
+                break
+            next(e for e in self.sent if e[1] is _MISSING)[1] = reply
+        return entry[1]
 
     def _encode(self, value):
         """Plain data, with the program's own values passed back by handle."""
@@ -490,9 +562,12 @@ class _Link:
             return ["dict"] + [[encode(k), self._encode(v)] for k, v in value.items()]
         return encode(value)
 
-    def _read(self, reply, why):
+    def _read(self, reply):
         """The value a reply carries; the program's exception raised as ours; ProgramExited
         (for this and every later call) when it sent nothing or something malformed."""
+        if reply is _MISSING:
+            raise ProgramExited(self.broken)
+        why = "the program sent a malformed reply"
         if _type(reply) is list and _len(reply) == 3 and reply[0] == "raise" \
                 and all(_type(x) is str for x in reply[1:]):
             raise _rebuild(reply[1], reply[2])
@@ -504,8 +579,6 @@ class _Link:
                 if kind == "object" and _len(reply) == 3 and _type(reply[1]) is int \
                         and _type(reply[2]) is str:
                     return _Remote(self, reply[1], reply[2][:80])
-            if reply is not None:
-                why = "the program sent a malformed reply"
         except ValueError as exc:
             why = f"the program sent a malformed reply ({exc})"
         self.broken = why
@@ -541,7 +614,7 @@ class _Eq:
         return equal
 
 
-def start_tester(payload: bytes, channel_fds, ready) -> int:
+def start_tester(payload: bytes, channel_fds) -> int:
     """In the run's tester process: run the tests against the program process, report on fd 3."""
     job = json.loads(payload)
     _setup_process()
@@ -549,12 +622,11 @@ def start_tester(payload: bytes, channel_fds, ready) -> int:
     emit("started")
     steps = []
     for kind, source in job["steps"]:
-        code, error = _compile_source(source, "tests.py")
-        if code is None:
+        compiled, error = _compile_source(source, "tests.py", tree=True)
+        if compiled is None:
             emit("test_error", _plain_text(source))
             return 0
-        steps.append((kind, code))
-    ready()                                             # now the program process may start
+        steps.append((kind, compiled[0], compiled[1].body))
     link = _Link(_Channel(*channel_fds))
     try:
         hello = link.channel.receive()
@@ -578,7 +650,9 @@ def start_tester(payload: bytes, channel_fds, ready) -> int:
     eq = _Eq()
     namespace.update(__builtins__=dict(_BUILTINS), __name__="__main__", __wb_eq__=eq)
     index, setup_error = 0, None
-    for kind, code in steps:
+    for at, (kind, code, _) in enumerate(steps):
+        if kind == "case" and not link.ahead and setup_error is None:
+            link.send_ahead(_foreseen_calls(steps[at:], namespace))
         if kind == "setup":
             if setup_error is None:
                 try:
@@ -604,6 +678,132 @@ def start_tester(payload: bytes, channel_fds, ready) -> int:
         index += 1
     emit("done")
     return 0
+
+
+def _foreseen_calls(steps, namespace) -> list:
+    """``[(stand-in, args, kwargs)]``: the one call to the program each of the next case steps
+    will make before anything else can happen, up to the first step where that is not sure."""
+    calls = []
+    for kind, _, body in steps:
+        call = _first_call(body, namespace) if kind == "case" else None
+        if call is None:
+            break
+        calls.append((call[0]._handle, call[1], call[2]))
+    return calls
+
+
+class _Unsure(Exception):
+    pass
+
+
+def _inert(value) -> bool:
+    """Whether using ``value`` in a test step cannot reach the program: plain data, a builtin
+    function or class, a module, ``__wb_eq__`` (a function or class of the tests might)."""
+    if _isinstance(value, type):
+        return value.__module__ == "builtins"
+    return _isinstance(value, (types.BuiltinFunctionType, types.ModuleType, _Eq)) \
+        or _is_plain(value)
+
+
+_BUILT = {                              # literal displays: no effect of their own
+    ast.Tuple: lambda n: n.elts, ast.List: lambda n: n.elts, ast.Set: lambda n: n.elts,
+    ast.Dict: lambda n: [x for pair in zip(n.keys, n.values) for x in pair],
+    ast.Slice: lambda n: [p for p in (n.lower, n.upper, n.step) if p is not None],
+}
+_EFFECTS = {                            # may raise or run code once their operands are known
+    ast.Attribute: lambda n: [n.value], ast.Subscript: lambda n: [n.value, n.slice],
+    ast.BinOp: lambda n: [n.left, n.right], ast.UnaryOp: lambda n: [n.operand],
+}
+
+
+def _first_call(body, namespace):
+    """``(stand-in, args, kwargs)`` when running ``body`` (one ``assert`` or expression) surely
+    calls the program exactly once, as its first effect, with literal arguments, and nothing
+    else in it can reach the program; else None. Names must already be bound to plain data,
+    builtins, modules or ``__wb_eq__`` (a function of the tests might call the program itself),
+    and no branch (``and``, ``if``, comprehensions) may skip or repeat the call."""
+    if _len(body) != 1 or _type(body[0]) not in (ast.Assert, ast.Expr):
+        return None
+    builtins_ = namespace.get("__builtins__", {})
+    found = []
+
+    def value_of(name):
+        if name in namespace:
+            return namespace[name]
+        if name in builtins_:
+            return builtins_[name]
+        raise _Unsure
+
+    def effect():
+        if not found:                                   # something before the call may fail
+            raise _Unsure
+
+    def scan(node):
+        t = _type(node)
+        if t is ast.Constant:
+            return
+        if t is ast.Name:
+            value = value_of(node.id)
+            if not _inert(value):
+                raise _Unsure
+            return
+        if t is ast.Attribute and _type(node.value) is ast.Name:     # math.isclose: pure
+            module = value_of(node.value.id)
+            if _type(module) is types.ModuleType and _inert(getattr(module, node.attr, None)) \
+                    and hasattr(module, node.attr):
+                return
+        if t in _BUILT or t in _EFFECTS:                # parts in evaluation order, then...
+            for part in (_BUILT.get(t) or _EFFECTS[t])(node):
+                if part is None:
+                    raise _Unsure                       # {**d}
+                scan(part)
+            return None if t in _BUILT else effect()    # ...a build, or an operation
+        if t is ast.Call:
+            func = node.func
+            if _type(func) is ast.Name and _type(namespace.get(func.id)) is _Remote:
+                if found or any(_type(a) is ast.Starred for a in node.args) \
+                        or any(k.arg is None for k in node.keywords):
+                    raise _Unsure
+                try:
+                    found.append((namespace[func.id], [ast.literal_eval(a) for a in node.args],
+                                  {k.arg: ast.literal_eval(k.value) for k in node.keywords}))
+                except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                    raise _Unsure from None
+                return
+            scan(func)
+            for arg in node.args:
+                scan(arg)
+            for keyword in node.keywords:
+                scan(keyword.value)
+            return effect()
+        if t is ast.Compare:
+            scan(node.left)
+            for comparator in node.comparators:
+                scan(comparator)
+                effect()                                # chained: later parts may not run
+            return
+        raise _Unsure                                   # branches, lambdas, f-strings, ...
+
+    statement = body[0]
+    try:
+        scan(statement.test if _type(statement) is ast.Assert else statement.value)
+        if not found:
+            return None
+        if _type(statement) is ast.Assert and statement.msg is not None:
+            scan(statement.msg)                         # runs on failure only: no call there
+            if _len(found) > 1:
+                return None
+    except (_Unsure, RecursionError):
+        return None
+    return found[0]
+
+
+def _is_plain(value) -> bool:
+    try:
+        encode(value)
+        return True
+    except NotPlain:
+        return False
 
 
 def _loaded_names(hello):

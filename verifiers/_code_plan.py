@@ -6,7 +6,9 @@ tests (``def check(candidate): ...`` plus an entry point) are unrolled: the body
 with ``candidate`` bound to the entry point, so each of its asserts counts as its own case; if the
 body cannot run outside a function (``return``, ``yield``, ``global``), ``check(entry_point)`` is
 one case. Every ``assert a == b`` becomes ``assert __wb_eq__(a, b, actual_is_left)``, so the report can
-show expected and actual values and an object that equals everything is caught.
+show expected and actual values. The steps run in the sandbox's tester process, never in the
+program's: there the program's functions are stand-ins that return plain data, so ``==`` is
+Python's own on builtin values (``_code_harness``).
 """
 from __future__ import annotations
 

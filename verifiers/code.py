@@ -12,11 +12,16 @@ Two kinds of tests:
   (absolute or relative). After a timeout the remaining cases are not run: they count as failed.
 
 Every run is a fresh sandboxed process (``verifiers.sandbox``: what it limits and what it does not).
-A pass needs a result record carrying the run's random nonce, written by the harness after the last
-test, and a normal exit; ``sys.exit(0)``, ``os._exit(0)``, killing the parent, patching builtins and
-printing a success marker all end as not passed (``_code_harness`` says how). A failure of the
-sandbox itself is ``infra_error``, never a wrong answer, and rewards give ``None`` for it, which TRL
-leaves out of the mean.
+With ``tests``, the program runs in one process and the tests in another, of another uid, that
+alone writes the result records: the program only answers calls with plain data (builtin types,
+checked recursively), and every assertion is evaluated by the tester on that data, so no object
+can lie about equality and no hook, forged record or patched module of the program reaches the
+verdict (``_code_harness`` says how, and what a test that needs more than plain data gets). A
+pass needs the tester's complete, well-formed record sequence with every case passed. With
+``io_cases`` the expected output never enters the sandbox: the caller compares stdout. A failure
+of the sandbox itself is ``infra_error``, never a wrong answer, and rewards give ``None`` for it,
+which TRL leaves out of the mean. Nothing the program writes makes these functions raise, and
+text shown from it is ``printable`` (no raw control characters).
 """
 from __future__ import annotations
 
@@ -372,6 +377,8 @@ def _outcome(result, records: dict, limits) -> tuple[str, str] | None:
         return "infra_error", "the tests do not compile in the sandbox"
     if "syntax_error" in records:
         return "syntax_error", records["syntax_error"][1] or "syntax error"
+    if result.memory_exceeded and "started" not in records:    # the run's OOM kill came first
+        return "memory", "the run used more memory than its limit (all its processes and files)"
     if "started" not in records:
         tail = result.stderr.decode("utf-8", "replace").strip().splitlines()[-1:]
         return "infra_error", f"the harness failed before the program started: {tail}"

@@ -3,10 +3,13 @@
 How a run works. The first run starts a small *fork server* (this file run as a script with
 ``python -I -S`` and an almost empty environment). For each run it forks the sandbox's *init* into a
 new PID namespace; init enters new network, mount and IPC namespaces, mounts a private ``/proc``
-and ``/tmp``, and forks the *program process*, which drops to a fresh unprivileged uid, sets its
-rlimits and runs the harness (``_code_harness.py``, loaded once by the fork server) without starting
-a new interpreter. The fork server watches every run (pidfd, wall clock, the parent's kill pipe) and
-reports how it ended. That is why a run costs milliseconds, not an interpreter start-up.
+and ``/tmp``, and forks the *program process*, which joins the run's memory cgroup, drops to a
+fresh unprivileged uid, sets its rlimits and seccomp filter and runs the harness
+(``_code_harness.py``, loaded once by the fork server) without starting a new interpreter. For
+assert-style tests init first forks a *tester* process of a second fresh uid, which alone holds
+the result channel and talks to the program over a pipe pair (``run(..., tester=...)``). The fork
+server watches every run (pidfd, wall clock, the parent's kill pipe) and reports how it ended.
+That is why a run costs milliseconds, not an interpreter start-up.
 
 Covered, as root on Linux >= 5.3 (this project's machines and CI); each claim has a test in
 ``tests/test_sandbox.py``:
@@ -14,7 +17,18 @@ Covered, as root on Linux >= 5.3 (this project's machines and CI); each claim ha
 - **Wall clock**: after ``timeout_s`` the fork server kills init, and the kernel kills every process
   in the run's PID namespace, including ones that called ``setsid()`` or double-forked.
 - **CPU time**: ``RLIMIT_CPU`` per process (``cpu_s``, whole seconds, default ``timeout_s``).
-- **Memory**: ``RLIMIT_AS`` per process (``memory_mb``); allocations past it raise ``MemoryError``.
+- **Memory, per process**: ``RLIMIT_AS`` (``memory_mb``); allocations past it raise
+  ``MemoryError``.
+- **Memory, the run as a whole**: where the kernel offers a memory cgroup (v1, or v2 with the
+  controller delegated; ``isolation()["memory"]`` says which), each run gets its own with a limit
+  of ``memory_mb + tmp_mb``, joined by the program process before it runs, so all its processes,
+  its ``/tmp`` files, pipes and any file it keeps in memory count together; past the limit the
+  kernel kills a process of the run and the result says ``memory_exceeded``. The cgroup is removed
+  with the run. Files in memory that would escape every limit cannot be made: seccomp refuses
+  ``memfd_create``, ``mount`` and new namespaces (``unshare``/``clone`` with ``CLONE_NEW*``; so no
+  private tmpfs in a user namespace of its own).
+- **Kernel state**: seccomp also refuses the keyring calls (a fresh uid's keyring would outlive the
+  run), ``io_uring``, ``bpf``, ``userfaultfd`` and ``perf_event_open`` (x86_64 and aarch64).
 - **Processes**: each run has its own uid, so ``RLIMIT_NPROC`` (``max_processes``, threads
   included) bounds a fork bomb to that run alone. (Root ignores ``RLIMIT_NPROC``; the uid switch is
   what makes it hold when the parent is root.)
@@ -25,6 +39,9 @@ Covered, as root on Linux >= 5.3 (this project's machines and CI); each claim ha
 - **Environment**: the program sees ``PATH``, ``HOME=/tmp``, ``TMPDIR=/tmp`` and ``LANG`` only, and
   ``/proc`` shows the run's own processes only: the parent's environment, command line and memory
   cannot be read.
+- **The tester**: another uid, not dumpable: the program cannot signal it, trace it, or read its
+  memory or descriptors; the test source and the expected values were never in the program's
+  process (``_code_harness`` says how a verdict is reached).
 - **Python**: isolated (``-I``: no user site, no ``PYTHON*`` variables, no script directory on
   ``sys.path``) and without ``site`` (``-S``): only the standard library can be imported.
 - **Output**: stdout and stderr are each capped at ``output_bytes``; past it the run is killed.
@@ -39,27 +56,33 @@ Covered, as root on Linux >= 5.3 (this project's machines and CI); each claim ha
 
 Not covered (``test_not_covered_*`` show each that can be shown):
 
-- Not a security boundary against kernel exploits: no seccomp filter, no LSM profile. The program is
-  an ordinary unprivileged uid of the host kernel, and may create user namespaces of its own where
-  the kernel allows it (no power outside them, but more kernel surface).
-- Memory is per process: a run that forks may use up to ``max_processes x memory_mb`` plus
-  ``tmp_mb`` (no memory cgroup). CPU time is per process too; the wall clock bounds the total.
+- Not a security boundary against kernel exploits: the seccomp filter above is a deny list, not an
+  allow list, and there is no LSM profile. The program is an ordinary unprivileged uid of the host
+  kernel.
+- Without a memory cgroup (cgroup v2 whose memory controller is not delegated to us, or not root),
+  memory is per process: a run that forks may use up to ``max_processes x memory_mb`` plus
+  ``tmp_mb``, plus pipe buffers (bounded by ``open_files`` per process). CPU time is per process
+  too; the wall clock bounds the total.
+- Other architectures than x86_64 and aarch64 get no seccomp filter (``isolation()["seccomp"]``).
 - Files readable by everyone stay readable (``/etc``, the repository, the Python installation).
   Directories closed to others (``/root``, homes with mode 700) stay closed; where the Python
   installation lives under one, only the installation is shown there, read-only.
 - Filesystem Unix sockets that are writable by everyone stay reachable (none on this machine).
+- A fork server killed with SIGKILL leaves its (empty) cgroup directory; the next one removes it.
 
 Where the kernel refuses namespaces (a container without ``CAP_SYS_ADMIN``), the fork server does
-what it can, and ``isolation()`` says what that is. As root: rlimits, the uid switch, a kill of the
-process group and of every process of the run's uid, and a temporary working directory that is
+what it can, and ``isolation()`` says what that is. As root: rlimits, the uid switch, seccomp and
+the memory cgroup where available, a kill of the process group and of every process of the run's
+uid, and a temporary working directory that is
 removed afterwards, along with anything the uid left in ``/tmp`` and the like (``tmp_mb`` does not
 hold there: only ``file_mb`` per file and the wall clock bound the writes). The network is open,
 ``/proc`` shows the host's processes (not their environments), and if Python lives in a directory
 closed to others, stdlib modules the fork server did not preload cannot be imported
 (``test_fallback_*`` run this mode here). Without root, with unprivileged user namespaces the fork
 server enters one and keeps the namespaces but not the uid switch, so ``RLIMIT_NPROC`` counts all
-of the user's processes; with neither, rlimits and the process-group kill remain. The non-root
-modes are not exercised by the tests (CI runs as root).
+of the user's processes, and the tester shares the program's uid (it is not dumpable, but the
+program keeps its capabilities inside that user namespace: the tester's separation from it is not
+guaranteed there); with neither, rlimits, seccomp and the process-group kill remain. The non-root modes are not exercised by the tests (CI runs as root).
 """
 from __future__ import annotations
 
@@ -71,6 +94,7 @@ import json
 import os
 import resource
 import secrets
+import select
 import selectors
 import shutil
 import signal
@@ -85,6 +109,7 @@ from dataclasses import dataclass
 _HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_code_harness.py")
 _SERVER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 _GRACE_S = 10.0                     # the parent's backstop past timeout_s, should the server hang
+_PROGRAM_EXIT_S = 0.5               # how long the tester waits for the program to exit after
 _UID_SPAN = 1 << 20                 # concurrent runs of one parent get distinct uids in this span
 _NAMESPACES = True                  # False: act as if the kernel refused them (tests the fallback)
 
@@ -370,7 +395,8 @@ _RUN_NS_FLAGS = _CLONE_NEWNS | _CLONE_NEWIPC | _CLONE_NEWNET     # init's own; P
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
 _MS_REMOUNT, _MS_BIND, _MS_REC, _MS_PRIVATE = 32, 4096, 16384, 1 << 18
 _PR_SET_PDEATHSIG, _PR_SET_CHILD_SUBREAPER, _PR_SET_NO_NEW_PRIVS = 1, 36, 38
-_PR_SET_DUMPABLE, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER = 4, 22, 2
+_PR_SET_DUMPABLE, _PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, _PR_SET_NAME = 4, 22, 2, 15
+SPARE_NAME = b"wb-spare"                # an idle init waiting for a run (not a run's process)
 _WRITABLE_DIRS = ("/var/tmp", "/dev/shm", "/run/lock")
 _LIBC = None
 
@@ -426,6 +452,53 @@ def _probe(allowed: bool) -> dict:
 # anonymous memory, tmpfs and memfd pages and kernel memory (pipes) of the run count together.
 
 _PENDING_CGROUPS: list[str] = []            # runs' cgroups that could not be removed yet
+_CGROUP_COUNT = 0
+_SPARES = min(4, os.cpu_count() or 1)       # inits kept waiting inside a fresh cgroup
+
+
+class _Spare:
+    """An init forked ahead of time that moved itself into a fresh cgroup (moving waits for the
+    kernel; done here, off a run's clock) and waits for a job on ``sock``."""
+
+    def __init__(self, mode, harness, own_pidns):
+        self.cgroup = _make_run_cgroup(mode["memory_cgroup"])
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        server = os.getpid()
+        if own_pidns is not None:
+            _libc_call("unshare", _CLONE_NEWPID)
+        try:
+            self.pid = os.fork()
+            if self.pid == 0:
+                _child_main(_spare_main, theirs.fileno(), self.cgroup, mode, harness, server)
+        finally:
+            if own_pidns is not None:
+                _libc_call("setns", own_pidns, _CLONE_NEWPID)
+            theirs.close()
+
+    def start(self, job: dict, fds: list[int]) -> int:
+        """Hand it the job (it becomes the run's init); its pid. OSError if it is gone."""
+        _limit_run_cgroup(self.cgroup, job)
+        socket.send_fds(self.sock, [json.dumps(job).encode()], fds)
+        self.sock.close()
+        return self.pid
+
+    def discard(self) -> None:
+        self.sock.close()                               # it exits; _reap_orphans reaps it
+        _PENDING_CGROUPS.append(self.cgroup)
+
+
+def _spare_main(sock_fd: int, cgroup: str, mode, harness, server) -> None:
+    _close_all_but({0, 1, 2, sock_fd})
+    _libc_call("prctl", _PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _libc_call("prctl", _PR_SET_NAME, SPARE_NAME, 0, 0, 0)      # what ps shows while it waits
+    _join_cgroup(cgroup, 0)
+    sock = socket.socket(fileno=sock_fd)
+    msg, fds, _, _ = socket.recv_fds(sock, 1 << 16, 16)
+    if not msg:
+        os._exit(0)
+    _libc_call("prctl", _PR_SET_NAME, b"wb-init", 0, 0, 0)
+    job = json.loads(msg)
+    _init(job, fds, mode, harness, job.pop("workdir"), server)
 
 
 def _cgroup_base() -> tuple[str | None, str]:
@@ -489,9 +562,15 @@ def _cgroup_files(path: str) -> tuple[str, ...]:
     return "memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "memory.oom_control"
 
 
-def _make_run_cgroup(base: str, job: dict) -> str:
-    path = os.path.join(base, f"run-{job['uid']}")
+def _make_run_cgroup(base: str) -> str:
+    global _CGROUP_COUNT
+    _CGROUP_COUNT += 1
+    path = os.path.join(base, f"run-{_CGROUP_COUNT}")
     os.mkdir(path)
+    return path
+
+
+def _limit_run_cgroup(path: str, job: dict) -> None:
     limit, swap, _ = _cgroup_files(path)
     total = (job["memory_mb"] + job["tmp_mb"]) << 20     # the program's memory and its /tmp
     for name, value in ((limit, total), (swap, 0 if swap == "memory.swap.max" else total)):
@@ -501,12 +580,13 @@ def _make_run_cgroup(base: str, job: dict) -> str:
         except FileNotFoundError:
             if name == limit:
                 raise
-    return path
 
 
-def _join_cgroup(path: str) -> None:
+def _join_cgroup(path: str, pid: int) -> int:
+    """Move ``pid`` (as this process sees it) into the cgroup; 0 on success."""
     with open(os.path.join(path, "cgroup.procs"), "w") as f:
-        f.write(str(os.getpid()))
+        f.write(str(pid))
+    return 0
 
 
 def _remove_run_cgroup(path: str | None) -> bool:
@@ -682,11 +762,13 @@ def _serve(sock_fd: int, harness_path: str, namespaces: bool) -> None:
     sel = selectors.DefaultSelector()
     sel.register(sock, selectors.EVENT_READ)
     runs: dict[int, _Run] = {}
+    spares: list[_Spare] = []
     while sock in sel.get_map() or runs:
+        _refill(spares, mode, harness, own_pidns, sock in sel.get_map())
         timeout = min((r.deadline for r in runs.values()), default=time.monotonic() + 1.0)
         for key, _ in sel.select(max(0.0, timeout - time.monotonic())):
             if key.fileobj is sock:
-                if not _accept(sock, runs, sel, mode, harness, own_pidns):
+                if not _accept(sock, runs, sel, mode, harness, own_pidns, spares):
                     sel.unregister(sock)                 # the parent closed its end or died
                 continue
             run, event = key.data
@@ -703,10 +785,26 @@ def _serve(sock_fd: int, harness_path: str, namespaces: bool) -> None:
                 run.timed_out = True
                 _kill_run(run, mode)
         _reap_orphans(runs)
+    _refill(spares, mode, harness, own_pidns, False)
     _remove_cgroup_base(mode)
 
 
-def _accept(sock, runs, sel, mode, harness, own_pidns) -> bool:
+def _refill(spares: list, mode, harness, own_pidns, wanted: bool) -> None:
+    """Keep ``_SPARES`` spare inits while runs may come; let them go (and wait) once none will."""
+    if not wanted:
+        while spares:
+            spare = spares.pop()
+            spare.discard()
+            os.waitpid(spare.pid, 0)
+        return
+    while mode.get("memory_cgroup") and len(spares) < _SPARES:
+        try:
+            spares.append(_Spare(mode, harness, own_pidns))
+        except OSError:
+            return                                      # runs then start without a spare
+
+
+def _accept(sock, runs, sel, mode, harness, own_pidns, spares) -> bool:
     try:
         msg, fds, _, _ = socket.recv_fds(sock, 1 << 16, 16)
     except OSError:
@@ -718,7 +816,7 @@ def _accept(sock, runs, sel, mode, harness, own_pidns) -> bool:
     status_fd, kill_fd = fds[5], fds[6]
     os.set_blocking(status_fd, False)                   # a stuck parent never blocks the server
     try:
-        run = _start_run(json.loads(msg), fds, mode, harness, own_pidns)
+        run = _start_run(json.loads(msg), fds, mode, harness, own_pidns, spares)
     except Exception as exc:  # noqa: BLE001 - reported to that run's parent as infra_error
         _write_status(status_fd, error=f"could not start the run: {exc!r}", wall_s=0.0)
         os.close(status_fd)
@@ -733,15 +831,25 @@ def _accept(sock, runs, sel, mode, harness, own_pidns) -> bool:
     return True
 
 
-def _start_run(job, fds, mode, harness, own_pidns) -> _Run:
+def _start_run(job, fds, mode, harness, own_pidns, spares) -> _Run:
     start = time.monotonic()
     workdir = None
     if not mode["namespaces"]:
         workdir = tempfile.mkdtemp(prefix="wb-sandbox-")
         if mode["uid_switch"]:
             os.chown(workdir, job["uid"], job["uid"])
+    while spares:
+        spare = spares.pop(0)
+        job.update(cgroup=spare.cgroup, joined=True)
+        try:
+            return _Run(job, spare.start({**job, "workdir": workdir}, fds), fds[5], fds[6],
+                        workdir, start)
+        except OSError:
+            spare.discard()
+    job["joined"] = False
     if mode.get("memory_cgroup"):
-        job["cgroup"] = _make_run_cgroup(mode["memory_cgroup"], job)
+        job["cgroup"] = _make_run_cgroup(mode["memory_cgroup"])
+        _limit_run_cgroup(job["cgroup"], job)
     server = os.getpid()
     if own_pidns is not None:
         _libc_call("unshare", _CLONE_NEWPID)            # the next child is init of a new one
@@ -857,11 +965,15 @@ def _close_all_but(keep: set[int]) -> None:
 
 
 def _init(job, fds, mode, harness, workdir, server) -> None:
-    """Sandbox init (PID 1 of the run with namespaces): isolate, start the processes, reap.
+    """Sandbox init (PID 1 of the run with namespaces): isolate, start the program, reap.
 
-    With a tester payload, init starts the tester first, waits until it has reported that it
-    started (so nothing the program does can keep it from doing so), then the program; the run
-    ends when the tester does. Otherwise the program process is the run.
+    With a tester payload, init forks the program and then becomes the tester itself (one fork
+    fewer); the run ends when the tests do. Otherwise init reaps until the program process
+    ends. Init is in the run's memory cgroup before it forks (a spare joined it ahead of time, or
+    a helper moves init while it sets up the namespaces: moving a process waits for a
+    kernel-wide synchronisation, a fork lands in its parent's cgroup at no cost), so every
+    process of the run is inside it. Should the cgroup's OOM killer pick init, the whole run
+    ends, and the result says ``memory_exceeded``.
     """
     fds = [_move_high(fd) for fd in fds]                # clear of the numbers the children use
     status_fd = fds[5]
@@ -871,36 +983,34 @@ def _init(job, fds, mode, harness, workdir, server) -> None:
         if not mode["namespaces"] and os.getppid() != server:
             os._exit(72)                                # the server died before prctl
         os.setsid()                                     # the run's own session and process group
+        joiner = os.fork() if job.get("cgroup") and not job.get("joined") else None
+        if joiner == 0:                                 # moves init (its parent) meanwhile
+            _child_main(lambda: os._exit(_join_cgroup(job["cgroup"], os.getppid())))
         if mode["namespaces"]:
             _libc_call("unshare", _RUN_NS_FLAGS)
             _mount(None, "/", None, _MS_REC | _MS_PRIVATE)   # nothing mounted leaks to the host
             _mount_private_dirs(job, mode)
-        channel = None
-        main = None
+        if joiner and os.waitstatus_to_exitcode(os.waitpid(joiner, 0)[1]) != 0:
+            raise OSError("could not join the run's memory cgroup")
+        channel = tester_end = None
         if os.fstat(fds[7]).st_size:
             request_r, request_w = os.pipe()            # tester -> program
             reply_r, reply_w = os.pipe()                # program -> tester
-            ready_r, ready_w = os.pipe()
-            main = os.fork()
-            if main == 0:
-                _child_main(_start_tester, job, fds, mode, harness, workdir,
-                            (reply_r, request_w), ready_w)
-            for fd in (reply_r, request_w, ready_w):
-                os.close(fd)
-            os.read(ready_r, 1)                         # EOF too: the tester died, the run ends
-            os.close(ready_r)
-            channel = (request_r, reply_w)
+            channel, tester_end = (request_r, reply_w), (reply_r, request_w)
         program = os.fork()
     except BaseException as exc:  # noqa: BLE001
         _write_status(status_fd, error=f"could not set up the sandbox: {exc!r}")
         os._exit(71)
     if program == 0:
         _child_main(_start_program, job, fds, mode, harness, workdir, channel)
-    main = main or program
+    if tester_end:
+        os.close(channel[0])
+        os.close(channel[1])
+        _child_main(_start_tester, job, fds, mode, harness, workdir, tester_end, program)
     _close_all_but({status_fd})
     while True:
         pid, wait_status = os.waitpid(-1, 0)
-        if pid == main:
+        if pid == program:
             _write_status(status_fd, exit=os.waitstatus_to_exitcode(wait_status))
             os._exit(0)                                 # the kernel kills the rest of the run
 
@@ -935,8 +1045,6 @@ def _start_program(job, fds, mode, harness, workdir, channel) -> None:
         targets = [(stdin_fd, 0), (out_fd, 1), (err_fd, 2)]
         targets += [(channel[0], 3), (channel[1], 4)] if channel else [(res_fd, 3)]
         _dup_onto(targets)
-        if job.get("cgroup"):
-            _join_cgroup(job["cgroup"])
         _enter_limits(job, mode, workdir, job["uid"])
     except BaseException as exc:  # noqa: BLE001
         _write_status(status_fd, error=f"could not start the program: {exc!r}")
@@ -945,24 +1053,28 @@ def _start_program(job, fds, mode, harness, workdir, channel) -> None:
     os._exit(harness["start"](payload, (3, 4) if channel else None))
 
 
-def _start_tester(job, fds, mode, harness, workdir, channel, ready_w) -> None:
-    """The tester's process: another fresh uid, the result channel, the tests; never the program."""
+def _start_tester(job, fds, mode, harness, workdir, channel, program) -> None:
+    """The tester (init, once the program is forked): another fresh uid, the result channel,
+    the tests; never the program. Its exit status is the run's."""
     err_fd, res_fd, status_fd, tester_fd = fds[2], fds[3], fds[5], fds[7]
     try:
         payload = os.pread(tester_fd, os.fstat(tester_fd).st_size, 0)
         devnull = os.open(os.devnull, os.O_RDWR)
         _dup_onto([(devnull, 0), (devnull, 1), (err_fd, 2), (res_fd, 3), (channel[0], 4),
-                   (channel[1], 5), (ready_w, 6)])
+                   (channel[1], 5), (status_fd, 6)])
         _enter_limits(job, mode, workdir, job["tester_uid"], dumpable=False)
     except BaseException as exc:  # noqa: BLE001
         _write_status(status_fd, error=f"could not start the tester: {exc!r}")
         os._exit(71)
     os.closerange(7, 1 << 16)
-
-    def ready() -> None:
-        os.close(6)
-
-    os._exit(harness["start_tester"](payload, (4, 5), ready))
+    program_fd = os.pidfd_open(program)
+    code = harness["start_tester"](payload, (4, 5))
+    os.close(4)                                         # the program sees EOF and exits; reaped,
+    os.close(5)                                         # its CPU time counts in the run's
+    if select.select([program_fd], [], [], _PROGRAM_EXIT_S)[0]:
+        os.waitpid(program, 0)
+    _write_status(6, exit=code)
+    os._exit(code)
 
 
 def _move_high(fd: int) -> int:

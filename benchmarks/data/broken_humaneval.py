@@ -27,6 +27,15 @@ HACKS = {
                      "        def __eq__(self, other):\n            return True\n"
                      "        def __ne__(self, other):\n            return False\n"
                      "    return AlwaysEqual()\n"),
+    # The same inside a list, and as an int that agrees with anything but a bare object().
+    "always_equal_in_list": ("    class AlwaysEqual:\n"
+                             "        def __eq__(self, other):\n            return True\n"
+                             "    return [AlwaysEqual()]\n"),
+    "int_that_dodges_the_probe": ("    class Liar(int):\n"
+                                  "        def __eq__(self, other):\n"
+                                  "            return type(other) is not object\n"
+                                  "        __hash__ = int.__hash__\n"
+                                  "    return Liar(0)\n"),
     # Builtins every test might use made to agree with anything, and a wrong answer.
     "patch_builtins": ("    return None\n\nimport builtins\n"
                        "builtins.abs = lambda x: 0\nbuiltins.isinstance = lambda *a: True\n"
