@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from verifiers import check_code, sandbox
+from verifiers import check_code, execution_feedback, sandbox
 from verifiers.sandbox import Limits
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux" or os.geteuid() != 0,
@@ -570,6 +570,7 @@ def _header(source: str) -> dict[str, list[str]]:
 
 
 HOSTILE = sorted(HOSTILE_DIR.glob("*.py"))
+CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 
 
 def test_the_corpus_is_big_enough():
@@ -588,6 +589,8 @@ def test_hostile_program_is_contained(path, host):
         assert text in verdict.stdout, verdict
     for text in header.get("stdout-lacks", []):
         assert text not in verdict.stdout, verdict
+    shown = verdict.stdout + verdict.stderr + verdict.reason + execution_feedback(verdict)
+    assert not CONTROL.search(shown), repr(CONTROL.search(shown))    # escaped, never raw
     counted = re.search(r"refused after (\d+)", verdict.stdout)
     if counted:
         assert int(counted[1]) < FAST.max_processes

@@ -25,6 +25,7 @@ _EXPORTS = {
     "code_pass_reward": "code",
     "code_fraction_reward": "code",
     "execution_feedback": "code",
+    "printable": "code",
 }
 
 __all__ = sorted(_EXPORTS)

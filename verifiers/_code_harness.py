@@ -16,6 +16,9 @@ Two modes (``payload["mode"]``):
   values and the result channel to the parent exist only in the tester: the program cannot read
   them, hook them (profilers, ``atexit``, ``__del__``, threads run in *its* process only), or write
   a record (it has no descriptor of that channel and cannot signal or trace another uid).
+  Calls the next steps will surely make first, with literal arguments, are sent ahead in order,
+  so the program answers them back to back (``_Link``): it sees the calls sequential tests make,
+  in the same order.
 
 Plain data (``encode``/``decode``): ``None``, ``bool``, ``int``, ``float``, ``complex``, ``str``,
 ``bytes``, and ``list``/``tuple``/``dict``/``set``/``frozenset`` of plain data, exact types only

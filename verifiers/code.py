@@ -46,6 +46,7 @@ _SHOWN_CHARS = 2000                     # stdout/stderr kept in a verdict
 _CASE_CHARS = 400                       # a case's input / expected / actual in a verdict
 _PYTHON_TAGS = {"", "python", "python3", "py", "py3", "ipython", "pycon"}
 _OPENER = re.compile(r"[ \t]*(`{3,}|~{3,})[ \t]*([^\s`]*)")      # one line: fence, tag
+_NOT_PLAIN = " object of the program (not plain data)>"  # how the tester shows such a value
 _FEEDBACK_CHARS = 4000                  # execution_feedback as a whole
 _FEEDBACK_LINE = 300                    # one line of it
 # Control characters a terminal or a widget would act on: C0 but tab and newline, DEL, C1, and
@@ -391,6 +392,8 @@ def _outcome(result, records: dict, limits) -> tuple[str, str] | None:
         _, kind, description = records["program_error"]
         if kind == "MemoryError" or result.memory_exceeded:
             return "memory", f"ran out of memory: {description}"
+        if kind in ("Exit", "Protocol"):                # said by the tester, not raised
+            return "runtime_error", f"{description}, before the tests ran"
         return "runtime_error", f"the program raised {description}"
     if result.memory_exceeded:
         return "memory", "the run used more memory than its limit (all its processes and files)"
@@ -443,6 +446,10 @@ def _check_tests(code: str, steps, entry_point, limits) -> CodeVerdict:
         return verdict(*_crash(result, "the tester, after the tests,"))
     if first_bad is None:
         return verdict("passed", f"all {n_total} tests passed")
+    if why == "assertion" and (failure.actual or "").endswith(_NOT_PLAIN):
+        kind = failure.actual[1:-len(_NOT_PLAIN)]
+        return verdict("failed", f"returned an object of class {kind}, not plain data: only "
+                                 "numbers, strings, lists, dicts... can equal what a test expects")
     if why == "assertion":
         return verdict("failed", "a test assertion failed")
     if why == "MemoryError" or (why == "exited" and result.memory_exceeded):
