@@ -412,6 +412,14 @@ def test_malformed_records_give_a_verdict_never_an_exception():
         [False]
 
 
+def test_thousands_of_long_failures_are_all_counted():
+    """Over 1 MiB of records (each failure carries its 400-character error)."""
+    code = "def add(a, b):\n    raise ValueError('e' * 1000)\n"
+    verdict = check_code(code, tests="assert add(1, 1) == 2\n" * 2200, timeout_s=30)
+    assert verdict.status == "runtime_error" and verdict.n_total == 2200
+    assert verdict.first_failure.error.startswith("ValueError: eee")
+
+
 def test_records_are_read_strictly():
     nonce = "n"
     good = b'["n", 0, "started"]\n["n", 1, "case", 0, true, null, null, null, null]\n'

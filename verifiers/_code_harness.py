@@ -134,7 +134,8 @@ def _show(value):
 def _describe(exc: BaseException) -> str:
     """``'ZeroDivisionError: division by zero (solution.py line 3, in add)'``."""
     try:
-        text = "".join(traceback.format_exception_only(_type(exc), exc)).strip()
+        text = str(exc) if _type(exc) is ProgramError else \
+            "".join(traceback.format_exception_only(_type(exc), exc)).strip()
     except BaseException:  # noqa: BLE001
         text = _type(exc).__name__
     where, tb = "", exc.__traceback__
@@ -593,6 +594,9 @@ def _rebuild(name: str, message: str) -> BaseException:
     ProgramError (SystemExit and the like never reach the tests as themselves)."""
     cls = _BUILTINS.get(name)
     text = _plain_text(message) or name
+    if text.startswith(name):                           # "ValueError: x (solution.py line 2)"
+        rest = text[_len(name):]
+        text = rest[2:] if rest.startswith(": ") else rest.strip()
     if _isinstance(cls, type) and issubclass(cls, Exception) and name.isidentifier():
         try:
             return cls(text)

@@ -3,13 +3,15 @@
 How a run works. The first run starts a small *fork server* (this file run as a script with
 ``python -I -S`` and an almost empty environment). For each run it forks the sandbox's *init* into a
 new PID namespace; init enters new network, mount and IPC namespaces, mounts a private ``/proc``
-and ``/tmp``, and forks the *program process*, which joins the run's memory cgroup, drops to a
-fresh unprivileged uid, sets its rlimits and seccomp filter and runs the harness
+and ``/tmp``, and forks the *program process* (inside the run's memory cgroup, which init
+joined), which drops to a fresh unprivileged uid, sets its rlimits and seccomp filter and runs the harness
 (``_code_harness.py``, loaded once by the fork server) without starting a new interpreter. For
-assert-style tests init first forks a *tester* process of a second fresh uid, which alone holds
-the result channel and talks to the program over a pipe pair (``run(..., tester=...)``). The fork
+assert-style tests init then becomes the *tester*, of a second fresh uid, which alone holds the
+result channel and talks to the program over a pipe pair (``run(..., tester=...)``). The fork
 server watches every run (pidfd, wall clock, the parent's kill pipe) and reports how it ended.
-That is why a run costs milliseconds, not an interpreter start-up.
+Where runs get a memory cgroup, the fork server keeps a few *spare* inits (``ps`` shows them
+as ``wb-spare``) that have already joined a fresh one, since moving a process into a cgroup waits
+for the kernel. That is why a run costs milliseconds, not an interpreter start-up.
 
 Covered, as root on Linux >= 5.3 (this project's machines and CI); each claim has a test in
 ``tests/test_sandbox.py``:
@@ -110,6 +112,7 @@ _HARNESS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_code_harne
 _SERVER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 _GRACE_S = 10.0                     # the parent's backstop past timeout_s, should the server hang
 _PROGRAM_EXIT_S = 0.5               # how long the tester waits for the program to exit after
+_RECORD_BYTES = 16 << 20            # the result channel (a case record is at most ~2 KB)
 _UID_SPAN = 1 << 20                 # concurrent runs of one parent get distinct uids in this span
 _NAMESPACES = True                  # False: act as if the kernel refused them (tests the fallback)
 
@@ -239,7 +242,7 @@ def _memfd(name: str, data: bytes) -> int:
 def _collect(out_r: int, err_r: int, res_r: int, status_r: int, kill_w: int, *,
              limits: Limits) -> SandboxResult:
     """Read the run's pipes until the fork server reports it; kill it past an output cap."""
-    caps = {out_r: limits.output_bytes, err_r: limits.output_bytes, res_r: 1 << 20,
+    caps = {out_r: limits.output_bytes, err_r: limits.output_bytes, res_r: _RECORD_BYTES,
             status_r: 1 << 16}
     bufs = {fd: bytearray() for fd in caps}
     exceeded, killed = set(), False
