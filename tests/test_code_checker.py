@@ -415,9 +415,18 @@ def test_malformed_records_give_a_verdict_never_an_exception():
 def test_thousands_of_long_failures_are_all_counted():
     """Over 1 MiB of records (each failure carries its 400-character error)."""
     code = "def add(a, b):\n    raise ValueError('e' * 1000)\n"
-    verdict = check_code(code, tests="assert add(1, 1) == 2\n" * 2200, timeout_s=30)
-    assert verdict.status == "runtime_error" and verdict.n_total == 2200
+    case = f"assert add(1, 1) == 2, '{'m' * 180}'\n"            # a 200-character label
+    verdict = check_code(code, tests=case * 2300, timeout_s=60)
+    assert verdict.status == "runtime_error" and verdict.n_total == 2300
     assert verdict.first_failure.error.startswith("ValueError: eee")
+
+
+def test_what_the_program_causes_before_the_tester_starts_is_never_an_infra_error():
+    """The program starts alongside the tester: its flood of output may end the run first."""
+    flood = "import os\nwhile True:\n    os.write(1, b'x' * (1 << 16))\n"
+    limits = Limits(timeout_s=1.0, memory_mb=256, output_bytes=1 << 10)
+    statuses = {check_code(flood, tests=ADD_TESTS, limits=limits).status for _ in range(6)}
+    assert statuses == {"runtime_error"}
 
 
 def test_records_are_read_strictly():

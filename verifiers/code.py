@@ -378,16 +378,18 @@ def _outcome(result, records: dict, limits) -> tuple[str, str] | None:
         return "infra_error", "the tests do not compile in the sandbox"
     if "syntax_error" in records:
         return "syntax_error", records["syntax_error"][1] or "syntax error"
-    if result.memory_exceeded and "started" not in records:    # the run's OOM kill came first
+    # the program runs alongside the tester: what it alone causes (an OOM kill, a flood of output,
+    # the clock) may end the run before the tester has said it started, and is still its doing
+    if result.memory_exceeded and "started" not in records:
         return "memory", "the run used more memory than its limit (all its processes and files)"
-    if "started" not in records:
-        tail = result.stderr.decode("utf-8", "replace").strip().splitlines()[-1:]
-        return "infra_error", f"the harness failed before the program started: {tail}"
     if result.timed_out:
         cpu = limits.cpu_s or limits.timeout_s
         return "timeout", f"timed out (limits: {limits.timeout_s:g} s wall, {cpu:g} s CPU)"
     if result.output_exceeded:
         return "runtime_error", f"printed more than the output limit ({limits.output_bytes} bytes)"
+    if "started" not in records:
+        tail = result.stderr.decode("utf-8", "replace").strip().splitlines()[-1:]
+        return "infra_error", f"the harness failed before the program started: {tail}"
     if "program_error" in records:
         _, kind, description = records["program_error"]
         if kind == "MemoryError" or result.memory_exceeded:
