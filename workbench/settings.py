@@ -237,7 +237,7 @@ def notebook_mode(model: str = "tiny", *, verbose: bool = True) -> NotebookMode:
                 else "no CUDA GPU here, and MODEL = 'tiny'")
         where = "on the GPU" if cuda else "on the CPU, 1 torch thread"
         mode = NotebookMode("tiny", "cuda" if cuda else "cpu",
-                            f"tiny default (embedded ~2M-parameter model {where}): {hint}")
+                            f"tiny default (embedded 1.7M-parameter model {where}): {hint}")
     elif not cuda:
         mode = NotebookMode("tiny", "cpu", "tiny default (on the CPU, 1 torch thread): MODEL = "
                             f"{model!r} needs a CUDA GPU and none is present (on Colab: "
