@@ -344,3 +344,13 @@ def test_flat_health_panels_say_why(monkeypatch):
     dash.figure_png()
     assert said == []
     assert dashboard_series([_metrics(1, heldout_accuracy=0.61)])["heldout_accuracy"] == [0.61]
+
+
+def test_dashboard_takes_held_out_points_from_the_trainer():
+    dash = TrainingDashboard(total_steps=3)
+    dash(_metrics(1))
+    dash(_metrics(2))
+    dash.on_eval({"label": "step-2", "step": 2, "accuracy": 0.61, "n": 100})
+    dash.on_eval({"label": "step-1", "step": 1, "accuracy": 0.9, "n": 100})   # stale: ignored
+    s = dashboard_series(dash.history)
+    assert math.isnan(s["heldout_accuracy"][0]) and s["heldout_accuracy"][1] == 0.61

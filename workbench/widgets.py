@@ -624,9 +624,20 @@ class TrainingDashboard:
         self._stats.value = f"<span class='wb'>{_e(self.status_line())}</span>"
         last = self.total_steps is not None and step >= self.total_steps
         if step % self.every == 0 or last or len(self.history) == 1:
-            self._image.value = self.figure_png()
-            if self._handle is not None:
-                self._handle.update(self._bundle(), raw=True)
+            self._redraw()
+
+    def _redraw(self) -> None:
+        self._image.value = self.figure_png()
+        if self._handle is not None:
+            self._handle.update(self._bundle(), raw=True)
+
+    def on_eval(self, result: dict) -> None:
+        """Called by the trainer after a held-out evaluation during training: a red dot on the
+        accuracy panel at that step."""
+        if self.history and self.history[-1]["step"] == result.get("step"):
+            self.history[-1]["heldout_accuracy"] = result["accuracy"]
+            if self.show and self._box is not None:
+                self._redraw()
 
     def status_line(self) -> str:
         """One line of text: step, reward, accuracy, length, seconds so far."""
