@@ -3,6 +3,7 @@
 #   bash scripts/setup.sh          core + test/notebook tools (CPU or GPU)
 #   WB_VENV=none bash scripts/setup.sh   install into the current Python (Colab)
 #   WB_GPU=1 bash scripts/setup.sh       also the GPU extra (unsloth), CUDA machines only
+#   WB_GPU=auto bash scripts/setup.sh    the GPU extra only where nvidia-smi sees a GPU (Colab)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${WB_VENV:-.venv}"
@@ -22,8 +23,19 @@ TORCH_VERSION="$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])'
 CONSTRAINTS="$(mktemp)"; trap 'rm -f "$CONSTRAINTS"' EXIT
 echo "torch==${TORCH_VERSION}" > "$CONSTRAINTS"
 "${PIP[@]}" -c "$CONSTRAINTS" -r requirements-dev.txt
-if [ "${WB_GPU:-0}" = "1" ]; then
+WB_GPU="${WB_GPU:-0}"
+if [ "$WB_GPU" = "auto" ]; then
+  if command -v nvidia-smi >/dev/null && nvidia-smi -L >/dev/null 2>&1; then WB_GPU=1; else
+    WB_GPU=0; echo "no GPU found: the GPU extra (unsloth) is not installed"; fi
+fi
+if [ "$WB_GPU" = "1" ]; then
   "${PIP[@]}" -c "$CONSTRAINTS" -r requirements-gpu.txt
 fi
 "${PIP[@]}" -c "$CONSTRAINTS" --no-deps -e .
+# JupyterLab in this environment saves widget state with the notebook, so a saved notebook
+# reopens with every view's last state instead of "Error displaying widget: model not found".
+if [ "$VENV" != "none" ]; then
+  mkdir -p "$VENV/share/jupyter/lab/settings"
+  cp scripts/jupyterlab-overrides.json "$VENV/share/jupyter/lab/settings/overrides.json"
+fi
 echo "RL Workbench ready: $("$PY" -c 'import torch,transformers,trl;print("torch",torch.__version__,"transformers",transformers.__version__,"trl",trl.__version__)')"

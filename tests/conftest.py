@@ -10,7 +10,8 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("WB_CACHE", str(ROOT / ".cache" / "rl-workbench"))
+# WB_CACHE is left as the user has it: tests, notebooks and `python -m workbench` share one
+# tiny-model cache (workbench.tiny.cache_root), so the README's two commands build it once.
 sys.path.insert(0, str(ROOT))
 
 import pytest  # noqa: E402

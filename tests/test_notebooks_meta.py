@@ -30,11 +30,11 @@ def _source(cell: dict) -> str:
     return "".join(src) if isinstance(src, list) else src
 
 
-def _colab_line() -> str:
+def _colab_cell() -> str:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    found = re.search(r"^!git clone .*setup\.sh$", readme, re.M)
-    assert found, "the README shows the Colab set-up line"
-    return found.group()
+    found = re.search(r"^```python\n(# Set-up: on Colab.*?)\n```$", readme, re.M | re.S)
+    assert found, "the README shows the Colab set-up cell"
+    return found.group(1)
 
 
 def test_the_six_notebooks_exist_in_reading_order():
@@ -60,7 +60,8 @@ def test_setup_cell_installs_on_colab_only_and_mode_is_one_visible_setting(name)
     cells = _load(name)["cells"]
     setup, mode = _source(cells[1]), _source(cells[2])
     assert 'if "google.colab" in sys.modules:' in setup
-    assert "    " + _colab_line() in setup, "same command as the README"
+    assert setup == _colab_cell(), "the same set-up cell as the README's"
+    assert "WB_GPU=auto" in setup, "the GPU extra only on a GPU runtime"
     assert re.search(r'^MODEL = "tiny"$', mode, re.M)
     assert "notebook_mode(MODEL)" in mode
 

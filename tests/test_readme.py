@@ -26,3 +26,20 @@ def test_every_mapped_notebook_and_module_exists():
 def test_images_in_readme_exist():
     for img in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README):
         assert (ROOT / img).exists(), img
+
+
+def _quickstart() -> str:
+    section = README.split("### Quick start in Python", 1)[1]
+    return section.split("```python", 1)[1].split("```", 1)[0]
+
+
+def test_quickstart_snippet_runs(tiny_path, capsys):
+    """The README's Python quick-start runs as written: one group sampled, scored, one step."""
+    code = _quickstart()
+    assert "import workbench as wb" in code
+    exec(compile(code, "README quick start", "exec"), {})
+    out = [line for line in capsys.readouterr().out.strip().splitlines()
+           if not line.startswith("[workbench]")]                # the loader's one line
+    assert len(out) == 3
+    assert "answer" in out[0]
+    float(out[-1])                                   # the step's mean reward

@@ -287,3 +287,70 @@ def test_notebook_mode_falls_back_to_tiny_without_a_gpu(capsys):
         assert line.count("\n") == 1 and line.startswith("[workbench] mode:")
     finally:
         torch.set_num_threads(threads)
+
+
+# --- static views, paging and health panels ---------------------------------------------------------
+
+def test_static_views_survive_a_sanitiser(traces):
+    """GitHub drops <style>: the snapshot in the display data carries its look inline."""
+    from workbench.widgets import inline_styles
+
+    bundle = GroupInspector(traces)._repr_mimebundle_()
+    static = bundle["text/html"]
+    assert "<style" not in static
+    assert "class='wb-card" in static and "border: 1px solid #ccc" in static
+    assert "&lt;answer&gt;" in static                          # still escaped
+    # hostile text cannot smuggle a style or a tag through the rewrite
+    out = inline_styles("<style>x{}</style><div class='wb-flag'>a &lt;b&gt;</div><b style='c'>")
+    assert out.startswith("<div class='wb-flag' style='background: #fff3cd")
+    assert "<b style='c'>" in out and "<style" not in out
+
+
+def test_trace_browser_pages_through_every_row():
+    rows = [{"step": 1, "group": g, "index": i, "prompt": "p", "completion": f"c{g}-{i}",
+             "answer": "1", "components": {"answer": 0.0}, "reward": 0.0, "advantage": 0.0}
+            for g in range(5) for i in range(9)]                # 45 completions
+    browser = TraceBrowser(rows, page_size=20)
+    assert browser.pages == 3 and browser.page == 0
+    assert "showing 1–20 of 45" in browser.table.value and browser.prev_button.disabled
+    browser.next_button.click()
+    assert browser.page == 1 and "showing 21–40 of 45" in browser.table.value
+    assert browser.picker.options[0][1] == 20                 # the picker lists this page's rows
+    browser.show_page(99)
+    assert browser.page == 2 and "showing 41–45 of 45" in browser.table.value
+    assert browser.next_button.disabled
+    browser.search.value = "c0-"                               # a filter goes back to page 1
+    assert browser.page == 0 and "showing 1–9 of 9" in browser.table.value
+
+
+def test_flat_health_panels_say_why(monkeypatch):
+    """KL and clip fraction are exactly 0 under the defaults; the dashboard says why in place,
+    and only when the panel really is flat."""
+    from matplotlib.axes import Axes
+
+    from workbench import widgets as w
+
+    said = []
+    monkeypatch.setattr(Axes, "text", lambda self, x, y, s, **kw: said.append(s))
+    dash = TrainingDashboard(total_steps=3)
+    for i in (1, 2, 3):
+        dash(_metrics(i, heldout_accuracy=0.5 if i == 2 else None))
+    dash.figure_png()
+    assert w.FLAT_PANEL_NOTES["kl"] in said and w.FLAT_PANEL_NOTES["clip_fraction"] in said
+    said.clear()
+    dash = TrainingDashboard(total_steps=3)
+    for i in (1, 2, 3):
+        dash(_metrics(i, kl=0.01 * i, clip_fraction=0.02))
+    dash.figure_png()
+    assert said == []
+    assert dashboard_series([_metrics(1, heldout_accuracy=0.61)])["heldout_accuracy"] == [0.61]
+
+
+def test_dashboard_takes_held_out_points_from_the_trainer():
+    dash = TrainingDashboard(total_steps=3)
+    dash(_metrics(1))
+    dash(_metrics(2))
+    dash.on_eval({"label": "step-2", "step": 2, "accuracy": 0.61, "n": 100})
+    dash.on_eval({"label": "step-1", "step": 1, "accuracy": 0.9, "n": 100})   # stale: ignored
+    s = dashboard_series(dash.history)
+    assert math.isnan(s["heldout_accuracy"][0]) and s["heldout_accuracy"][1] == 0.61

@@ -8,7 +8,7 @@ why:
    bitsandbytes' CPU kernels load.
 3. **plain** -- fp32 (CPU) or bf16 (GPU) weights, LoRA or full fine-tuning.
 
-The tiny model defaults to ``plain`` with full fine-tuning: at two million parameters 4-bit saves
+The tiny model defaults to ``plain`` with full fine-tuning: at 1.7 million parameters 4-bit saves
 nothing and LoRA learns slowly. Real models default to LoRA on the best tier available.
 
 The reference policy for the KL term is the *same* model with its adapters disabled
@@ -107,7 +107,7 @@ def choose_tier(settings: ModelSettings, device: torch.device) -> tuple[str, str
         return "plain", "asked for plain weights"
     # auto
     if tiny:
-        return "plain", "tiny model: 4-bit would save nothing at 2M parameters"
+        return "plain", "tiny model: 4-bit would save nothing at 1.7M parameters"
     if device.type == "cuda" and unsloth_available():
         return "unsloth", "CUDA and unsloth present"
     if device.type == "cuda":

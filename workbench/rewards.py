@@ -37,25 +37,47 @@ class RewardBreakdown:
         return rows
 
 
-def score_completions(reward_funcs: Sequence[Callable], prompts: list, completions: list, *,
-                      weights: Sequence[float] | None = None, columns: dict | None = None
-                      ) -> RewardBreakdown:
+def score_completions(reward_funcs, prompts: list, completions: list, *,
+                      weights: Sequence[float] | None = None, columns: dict | None = None,
+                      **more_columns) -> RewardBreakdown:
     """Call every reward function on the batch and combine.
 
-    prompts / completions: N each (siblings adjacent, as sampled). columns: extra dataset columns
-    (``answer`` …), each a list of N values -- what TRL passes as ``**kwargs``.
+    reward_funcs: a ``Task`` (its reward functions *and* its weights -- the usual call) or a list
+    of reward functions (weights default to 1 each). completions: N (siblings adjacent, as
+    ``sample_group`` returns them). prompts: N, or the P distinct prompts ``sample_group`` was
+    given (each is then repeated for its N / P siblings). Extra dataset columns (``answer`` …)
+    come as keyword arguments, as TRL passes them (``answer=[...]``), or as ``columns={...}``;
+    a column of P values is repeated like the prompts.
     """
-    columns = columns or {}
+    if hasattr(reward_funcs, "reward_funcs"):              # a Task: its functions and weights
+        task = reward_funcs
+        reward_funcs = list(task.reward_funcs)
+        if weights is None:
+            weights = task.reward_weights
+    reward_funcs = [reward_funcs] if callable(reward_funcs) else list(reward_funcs)
+    columns = {**(columns or {}), **more_columns}
+    n = len(completions)
+    prompts = list(prompts)
+    per_prompt = _siblings(len(prompts), n)
+    if per_prompt > 1:                                     # distinct prompts: repeat per sibling
+        prompts = [p for p in prompts for _ in range(per_prompt)]
+    expanded = {}
+    for key, values in columns.items():
+        values = list(values)
+        if per_prompt > 1 and len(values) == n // per_prompt:
+            values = [v for v in values for _ in range(per_prompt)]
+        if len(values) != n:
+            raise ValueError(f"column {key!r} has {len(values)} values for {n} completions")
+        expanded[key] = values
     weights = tuple(float(w) for w in (weights if weights is not None else [1.0] * len(reward_funcs)))
     if len(weights) != len(reward_funcs):
         raise ValueError(f"{len(reward_funcs)} reward functions but {len(weights)} weights")
     names = tuple(reward_component_name(f) for f in reward_funcs)
     if len(set(names)) != len(names):
         raise ValueError(f"reward functions need distinct names, got {names}")
-    n = len(completions)
     cols = []
     for fn, name in zip(reward_funcs, names):
-        values = fn(prompts=prompts, completions=completions, **columns)
+        values = fn(prompts=prompts, completions=completions, **expanded)
         if values is None or len(values) != n:
             raise ValueError(f"reward function {name!r} returned "
                              f"{'None' if values is None else len(values)} values for {n} completions")
@@ -64,6 +86,16 @@ def score_completions(reward_funcs: Sequence[Callable], prompts: list, completio
     w = torch.tensor(weights, dtype=torch.float32)
     total = (torch.nan_to_num(components, nan=0.0) * w).sum(dim=1)                  # (N,)
     return RewardBreakdown(names=names, weights=weights, components=components, total=total)
+
+
+def _siblings(n_prompts: int, n_completions: int) -> int:
+    """Completions per prompt: 1 when prompts are given per completion, else N / P."""
+    if n_prompts == n_completions:
+        return 1
+    if n_prompts == 0 or n_completions % n_prompts:
+        raise ValueError(f"{n_prompts} prompts for {n_completions} completions: give one prompt "
+                         "per completion, or the distinct prompts of a group (siblings adjacent)")
+    return n_completions // n_prompts
 
 
 def accuracy_of(breakdown: RewardBreakdown, component: str = "answer") -> float | None:

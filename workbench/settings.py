@@ -75,7 +75,9 @@ class TrainSettings:
     seed: int = 0
     checkpoint_every: int = 25      # steps between checkpoints (resume point)
     eval_examples: int = 200        # held-out problems for accuracy before/after (greedy)
-    eval_every: int = 0             # also evaluate every N steps (0 = only before/after)
+    eval_every: int = 10            # also evaluate every N steps (0 = only before/after): RL
+                                    # moves held-out accuracy within the first few steps
+    eval_every_examples: int = 100  # held-out problems in those evaluations (the first N)
     device: str | None = None       # None: cuda if present, else cpu
     threads: int | None = None      # torch CPU threads (None: leave torch's default)
 
@@ -140,6 +142,9 @@ def validate_settings(s: TrainSettings) -> None:
         problems.append(f"checkpoint_every={s.checkpoint_every}: must be at least 1.")
     if s.eval_examples < 0:
         problems.append(f"eval_examples={s.eval_examples}: cannot be negative.")
+    if s.eval_every < 0 or s.eval_every_examples < 1:
+        problems.append(f"eval_every={s.eval_every}, eval_every_examples={s.eval_every_examples}:"
+                        " evaluate every N >= 0 steps (0 = only before/after) on >= 1 problem.")
     if m.tier not in TIERS:
         problems.append(f"tier={m.tier!r}: choose one of {', '.join(TIERS)}.")
     if m.lora_r < 1:
@@ -237,7 +242,7 @@ def notebook_mode(model: str = "tiny", *, verbose: bool = True) -> NotebookMode:
                 else "no CUDA GPU here, and MODEL = 'tiny'")
         where = "on the GPU" if cuda else "on the CPU, 1 torch thread"
         mode = NotebookMode("tiny", "cuda" if cuda else "cpu",
-                            f"tiny default (embedded ~2M-parameter model {where}): {hint}")
+                            f"tiny default (embedded 1.7M-parameter model {where}): {hint}")
     elif not cuda:
         mode = NotebookMode("tiny", "cpu", "tiny default (on the CPU, 1 torch thread): MODEL = "
                             f"{model!r} needs a CUDA GPU and none is present (on Colab: "

@@ -1,4 +1,4 @@
-"""The embedded tiny model: a real Qwen2-architecture causal LM of about two million parameters,
+"""The embedded tiny model: a real Qwen2-architecture causal LM of 1.7 million parameters,
 with a byte-level BPE tokenizer trained here and a ChatML chat template, saved with
 ``save_pretrained`` and loaded with ``from_pretrained`` like any hub model.
 
@@ -54,7 +54,7 @@ FORMAT_VERSION = 1
 class TinySpec:
     """Everything that determines the tiny model; its hash names the cache folder."""
 
-    hidden_size: int = 192            # width; ~2M parameters in all with the values below
+    hidden_size: int = 192            # width; 1.7M parameters in all with the values below
     intermediate_size: int = 512
     num_layers: int = 4
     num_heads: int = 4
@@ -98,6 +98,10 @@ def ensure_tiny_model(spec: TinySpec | None = None, *, verbose: bool = True) -> 
         if (path / "build_info.json").exists():
             return path
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+        if verbose:
+            print(f"[workbench] building the tiny model for {'+'.join(spec.tasks)} "
+                  f"({spec.pretrain_steps} pretraining steps; about 1.5-2 min on 2 CPU cores, "
+                  f"once) into {path}", flush=True)
         try:
             build_tiny_model(tmp, spec, verbose=verbose)
             os.replace(tmp, path)  # atomic: readers see no half-built model

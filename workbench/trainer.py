@@ -406,7 +406,11 @@ class GRPOTrainer:
                             acc=f"{m['accuracy']:.2f}" if m["accuracy"] is not None else "-",
                             len=f"{m['completion_length']:.0f}", refresh=False)
             if s.eval_every and self.step_count % s.eval_every == 0 and self.step_count < total:
-                self.evaluate(label=f"step-{self.step_count}")
+                result = self.evaluate(min(s.eval_every_examples, s.eval_examples) or None,
+                                       label=f"step-{self.step_count}")
+                for cb in self.callbacks:                  # e.g. the dashboard's held-out dots
+                    if hasattr(cb, "on_eval"):
+                        cb.on_eval(result)
             if self.step_count % s.checkpoint_every == 0 or self.step_count == total:
                 self.save_checkpoint()
         bar.close()

@@ -34,6 +34,7 @@ from __future__ import annotations
 import html
 import io
 import math
+import re
 import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -45,7 +46,7 @@ from .settings import NotebookMode, notebook_mode  # noqa: F401  (re-exported)
 __all__ = [
     "verdict_rows", "verdict_path", "batch_traces", "group_rows", "trace_rows",
     "dashboard_series", "VerifierPlayground", "GroupInspector", "TraceBrowser",
-    "TrainingDashboard", "in_notebook", "NotebookMode", "notebook_mode",
+    "TrainingDashboard", "in_notebook", "NotebookMode", "notebook_mode", "inline_styles",
 ]
 
 _STAGES = ("extracted", "normalised", "gold", "decision")
@@ -187,6 +188,13 @@ _SERIES = {
     "reward": "reward_mean", "accuracy": "accuracy", "completion_length": "completion_length",
     "kl": "kl", "clip_fraction": "clip_fraction", "entropy": "entropy",
     "zero_std_fraction": "zero_std_fraction", "step_seconds": "step_seconds",
+    "heldout_accuracy": "heldout_accuracy",
+}
+# Why a health panel can be flat at zero under the defaults -- said in the panel itself.
+FLAT_PANEL_NOTES = {
+    "kl": "flat at 0: beta = 0 (the default)\nkeeps no reference model,\nso no KL is computed",
+    "clip_fraction": "flat at 0: num_iterations = 1\nuses each batch once, so the\n"
+                     "ratio is exactly 1: no clipping",
 }
 
 
@@ -231,6 +239,52 @@ _CSS = """<style>
 .wb .wb-path {margin-top: 4px; font-size: 12px;} .wb details {color: #777; font-size: 11px;}
 .wb details ol {margin: 2px 0; padding-left: 18px;}
 </style>"""
+
+
+# The same look as ``_CSS``, as inline ``style`` attributes: renderers that sanitise HTML (GitHub's
+# notebook view) drop <style> blocks but keep attributes, so the static snapshots carry these.
+_TAG_STYLES = {
+    "table": "border-collapse: collapse; font-size: 12px;",
+    "td": "padding: 2px 6px; border-bottom: 1px solid #ddd; text-align: left; "
+          "vertical-align: top;",
+    "th": "padding: 2px 6px; border-bottom: 1px solid #ddd; text-align: left;",
+    "pre": "white-space: pre-wrap; word-break: break-word; margin: 4px 0; padding: 4px; "
+           "background: #f0f0f0; font-size: 12px;",
+}
+_CLASS_STYLES = {
+    "wb": "font-family: sans-serif; font-size: 13px; line-height: 1.4; color: #222;",
+    "wb-cards": "display: flex; flex-wrap: wrap; gap: 8px; align-items: flex-start;",
+    "wb-card": "border: 1px solid #ccc; border-radius: 6px; padding: 6px 8px; width: 250px; "
+               "display: inline-block; vertical-align: top; margin: 2px;",
+    "wb-ok": "border-left: 5px solid #2e7d32;", "wb-bad": "border-left: 5px solid #c62828;",
+    "wb-num": "text-align: right; font-variant-numeric: tabular-nums;",
+    "wb-flag": "background: #fff3cd; color: #6b4e00; padding: 2px 6px; border-radius: 4px;",
+    "wb-muted": "color: #777;", "wb-stage": "color: #777;", "wb-nl": "color: #aaa;",
+    "wb-yes": "color: #2e7d32;", "wb-no": "color: #c62828;",
+    "wb-path": "margin-top: 4px; font-size: 12px;",
+}
+_STYLE_BLOCK = re.compile(r"<style\b[^>]*>.*?</style>", re.S | re.I)
+_START_TAG = re.compile(r"<([a-zA-Z][\w-]*)((?:\s[^<>]*)?)>")
+_CLASS_ATTR = re.compile(r"""\bclass=(['"])([^'"]*)\1""")
+
+
+def inline_styles(html_text: str) -> str:
+    """``html_text`` with <style> blocks removed and the widgets' classes written out as inline
+    ``style`` attributes, so a sanitising renderer still shows cards, colours and tables."""
+
+    def tag(m: re.Match) -> str:
+        name, attrs = m.group(1), m.group(2) or ""
+        if "style=" in attrs:
+            return m.group(0)
+        found = _CLASS_ATTR.search(attrs)
+        classes = found.group(2).split() if found else []
+        style = _TAG_STYLES.get(name.lower(), "") + "".join(_CLASS_STYLES.get(c, "")
+                                                            for c in classes)
+        if not style:
+            return m.group(0)
+        return f"<{name}{attrs} style='{style}'>"
+
+    return _START_TAG.sub(tag, _STYLE_BLOCK.sub("", html_text))
 
 
 def _e(value: Any) -> str:
@@ -303,13 +357,15 @@ def _one_line(text: str) -> str:
     return "<span class='wb-nl'>⏎</span>".join(_e(line) for line in text.split("\n"))
 
 
-def traces_html(rows: list[dict], *, limit: int = 20, total: int | None = None) -> str:
-    """A table of trace rows (the trace browser's body), at most ``limit`` of them."""
+def traces_html(rows: list[dict], *, limit: int = 20, total: int | None = None,
+                offset: int = 0) -> str:
+    """A table of trace rows (the trace browser's body): ``limit`` of them from ``offset``."""
     total = len(rows) if total is None else total
+    shown = rows[offset:offset + limit]
     head = ("<tr><th>step</th><th>group</th><th>#</th><th>prompt</th><th>gold</th>"
             "<th>completion</th><th>reward</th><th>advantage</th><th>correct</th></tr>")
     body = []
-    for r in rows[:limit]:
+    for r in shown:
         mark = {True: "<span class='wb-yes'>✓</span>", False: "<span class='wb-no'>✗</span>"}
         body.append(
             f"<tr class='wb-trace'><td class='wb-num'>{_e(r['step'])}</td>"
@@ -319,8 +375,8 @@ def traces_html(rows: list[dict], *, limit: int = 20, total: int | None = None) 
             f"<td class='wb-num wb-reward'>{_fmt(r['reward'])}</td>"
             f"<td class='wb-num'>{_fmt(r['advantage'])}</td>"
             f"<td>{mark.get(r['correct'], '–')}</td></tr>")
-    more = (f"<div class='wb-muted'>showing {min(limit, len(rows))} of {total} matching "
-            "completions</div>")
+    span = f"{offset + 1}–{offset + len(shown)}" if shown else "0"
+    more = f"<div class='wb-muted'>showing {span} of {total} matching completions</div>"
     return f"{_CSS}<div class='wb wb-traces'>{more}<table>{head}{''.join(body)}</table></div>"
 
 
@@ -346,7 +402,7 @@ class _Snapshot:
 
     def _repr_mimebundle_(self, **kwargs):
         data = dict(super()._repr_mimebundle_(**kwargs) or {})
-        data["text/html"] = self.snapshot_html()
+        data["text/html"] = inline_styles(self.snapshot_html())
         return data
 
 
@@ -467,6 +523,12 @@ class TraceBrowser(_Snapshot, widgets.VBox):
                                        layout=widgets.Layout(width="420px"))
         self.open_button = widgets.Button(description="open in inspector", icon="search",
                                           layout=widgets.Layout(width="160px"))
+        self.prev_button = widgets.Button(description="◀ previous",
+                                          layout=widgets.Layout(width="110px"))
+        self.next_button = widgets.Button(description="next ▶",
+                                          layout=widgets.Layout(width="110px"))
+        self.page_label = widgets.HTML()
+        self.page = 0
         self.table = widgets.HTML()
         self.inspector = GroupInspector(self.traces)
         self.rows: list[dict] = []
@@ -474,24 +536,43 @@ class TraceBrowser(_Snapshot, widgets.VBox):
                         self.reward_filter, self.search):
             control.observe(self.refresh, names="value")
         self.open_button.on_click(lambda _: self.open_row())
+        self.prev_button.on_click(lambda _: self.show_page(self.page - 1))
+        self.next_button.on_click(lambda _: self.show_page(self.page + 1))
         self.refresh()
         self.children = [
             widgets.HBox([self.step_slider, self.all_steps, self.correct_filter]),
             widgets.HBox([self.reward_filter, self.search]), self.table,
+            widgets.HBox([self.prev_button, self.page_label, self.next_button]),
             widgets.HBox([self.picker, self.open_button]), self.inspector]
 
+    @property
+    def pages(self) -> int:
+        return max(1, math.ceil(len(self.rows) / self.page_size))
+
     def refresh(self, _=None) -> None:
+        """Apply the filters and go back to the first page."""
         step = None if self.all_steps.value else self.step_slider.value
         correct = {"all": None, "correct": True, "wrong": False}[self.correct_filter.value]
         self.rows = trace_rows(self.traces, step=step, correct=correct,
                                reward_range=self.reward_filter.value,
                                search=self.search.value or None)
-        self.table.value = traces_html(self.rows, limit=self.page_size)
         self.step_slider.disabled = self.all_steps.value
+        self.show_page(0)
+
+    def show_page(self, page: int) -> None:
+        """Show page ``page`` (0-based, clamped) of the filtered rows."""
+        self.page = min(max(0, page), self.pages - 1)
+        start = self.page * self.page_size
+        self.table.value = traces_html(self.rows, limit=self.page_size, offset=start)
+        self.page_label.value = (f"<span class='wb wb-muted'>&nbsp;page {self.page + 1} of "
+                                 f"{self.pages}&nbsp;</span>")
+        self.prev_button.disabled = self.page == 0
+        self.next_button.disabled = self.page >= self.pages - 1
+        page_rows = list(enumerate(self.rows))[start:start + self.page_size]
         self.picker.options = [
             (f"step {r['step']} · group {r['group']} · #{r['index']} · reward "
-             f"{r['reward']:.2f}", i) for i, r in enumerate(self.rows[:self.page_size])]
-        self.picker.value = 0 if self.rows else None
+             f"{r['reward']:.2f}", i) for i, r in page_rows]
+        self.picker.value = page_rows[0][0] if page_rows else None
 
     def open_row(self, row: int | dict | None = None) -> GroupInspector:
         """Show a row's group in the inspector: a row dict, an index into ``.rows``, or the
@@ -510,7 +591,9 @@ class TraceBrowser(_Snapshot, widgets.VBox):
 
 class TrainingDashboard:
     """A ``GRPOTrainer`` callback: a progress bar and live plots of reward per component,
-    accuracy, completion length, KL and clip fraction, redrawn every ``every`` steps.
+    accuracy (sampled, and held-out where the trainer evaluated), completion length, entropy, KL
+    and clip fraction, redrawn every ``every`` steps. A health panel that is flat at zero says
+    why in place (``FLAT_PANEL_NOTES``).
 
     In a notebook it displays itself on the first step; elsewhere (scripts, tests) it only keeps
     ``history`` and draws nothing. ``total_steps`` sizes the progress bar.
@@ -541,9 +624,20 @@ class TrainingDashboard:
         self._stats.value = f"<span class='wb'>{_e(self.status_line())}</span>"
         last = self.total_steps is not None and step >= self.total_steps
         if step % self.every == 0 or last or len(self.history) == 1:
-            self._image.value = self.figure_png()
-            if self._handle is not None:
-                self._handle.update(self._bundle(), raw=True)
+            self._redraw()
+
+    def _redraw(self) -> None:
+        self._image.value = self.figure_png()
+        if self._handle is not None:
+            self._handle.update(self._bundle(), raw=True)
+
+    def on_eval(self, result: dict) -> None:
+        """Called by the trainer after a held-out evaluation during training: a red dot on the
+        accuracy panel at that step."""
+        if self.history and self.history[-1]["step"] == result.get("step"):
+            self.history[-1]["heldout_accuracy"] = result["accuracy"]
+            if self.show and self._box is not None:
+                self._redraw()
 
     def status_line(self) -> str:
         """One line of text: step, reward, accuracy, length, seconds so far."""
@@ -555,16 +649,16 @@ class TrainingDashboard:
                 f"{_fmt(m.get('completion_length'), 1)} · {spent:.0f} s")
 
     def figure_png(self) -> bytes:
-        """The five live panels as PNG bytes (matplotlib, no pyplot state touched)."""
+        """The six live panels as PNG bytes (matplotlib, no pyplot state touched)."""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
         from .plots import moving_average
 
         s = dashboard_series(self.history)
-        fig = Figure(figsize=(12, 2.6), dpi=72)
+        fig = Figure(figsize=(14, 2.6), dpi=72)
         FigureCanvasAgg(fig)
-        axes = fig.subplots(1, 5)
+        axes = fig.subplots(1, 6)
         comps = [k for k in s if k.startswith("reward/")]
         dot = "." if len(s["step"]) < 20 else None           # a line needs two points
         axes[0].plot(s["step"], moving_average(s["reward"], self.window), color="black", lw=2,
@@ -574,18 +668,27 @@ class TrainingDashboard:
                          label=k.split("/", 1)[1], marker=dot)
         axes[0].legend(fontsize=7, loc="best")
         panels = [("reward", None), ("accuracy", "tab:green"),
-                  ("completion_length", "tab:gray"), ("kl", "tab:purple"),
-                  ("clip_fraction", "tab:orange")]
+                  ("completion_length", "tab:gray"), ("entropy", "tab:blue"),
+                  ("kl", "tab:purple"), ("clip_fraction", "tab:orange")]
+        titles = {"accuracy": "accuracy (sampled; dots: held-out)",
+                  "entropy": "entropy (nats / token)"}
         for ax, (key, color) in zip(axes, panels):
             if key != "reward":
                 ax.plot(s["step"], s[key], color=color, lw=0.6, alpha=0.4)
                 ax.plot(s["step"], moving_average(s[key], self.window), color=color, lw=1.5,
                         marker=dot)
-            ax.set_title(key.replace("_", " "), fontsize=9)
+            ax.set_title(titles.get(key, key.replace("_", " ")), fontsize=9)
             ax.tick_params(labelsize=7)
             ax.grid(alpha=0.3)
             if self.total_steps:
                 ax.set_xlim(0, self.total_steps)
+            values = [v for v in s.get(key, []) if not math.isnan(v)]
+            if key in FLAT_PANEL_NOTES and len(values) > 1 and not any(values):
+                ax.text(0.5, 0.5, FLAT_PANEL_NOTES[key], transform=ax.transAxes, ha="center",
+                        va="center", fontsize=7, color="#555")
+        held = [(st, v) for st, v in zip(s["step"], s["heldout_accuracy"]) if not math.isnan(v)]
+        if held:
+            axes[1].scatter(*zip(*held), color="tab:red", s=14, zorder=3)
         axes[1].set_ylim(-0.02, 1.02)
         if self.history:
             fig.suptitle(self.status_line(), fontsize=9, x=0.01, ha="left")
