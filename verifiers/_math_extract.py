@@ -37,37 +37,39 @@ class Extraction:
         return f"extracted {self.answer!r} from {_DESCRIBE[self.method]}"
 
 
-def balanced(text: str, start: int):
-    """Content of the {...} group opening at text[start], or None if it never closes."""
-    depth = 0
-    k = start
-    while k < len(text):
+def brace_matches(text: str, start: int = 0) -> dict[int, int]:
+    """{index of "{": index of its "}"} for every group that closes, in one pass from start.
+
+    One stack scan instead of a scan per group, so a completion full of unclosed ``\\boxed{``
+    costs time in proportion to its length (a backslash escapes the character after it).
+    """
+    out, stack, k, n = {}, [], start, len(text)
+    while k < n:
         c = text[k]
         if c == "\\":
             k += 2
             continue
         if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start + 1:k], k + 1
+            stack.append(k)
+        elif c == "}" and stack:
+            out[stack.pop()] = k
         k += 1
-    return None
+    return out
 
 
 def boxed_spans(text: str) -> list[tuple[str, int, int]]:
     """(content, start, end) of every outermost \\boxed{...} / \\fbox{...}, in order."""
-    out, covered = [], -1
+    out, covered, matches = [], -1, None
     for m in _BOX_RE.finditer(text):
         if m.start() < covered:
             continue                                   # inside an earlier box
         j = m.end()
         if j < len(text) and text[j] == "{":
-            group = balanced(text, j)
-            if group is None:
+            if matches is None:
+                matches = brace_matches(text)
+            if j not in matches:
                 continue                               # truncated completion
-            content, covered = group
+            content, covered = text[j + 1:matches[j]], matches[j] + 1
         else:                                          # \boxed 5
             token = re.match(r"[^\s$]+", text[j:j + 50])
             if not token:
@@ -83,7 +85,7 @@ def boxed_answers(text: str) -> list[str]:
 
 
 # between two boxes offered as alternatives: only connectors ("or", ",", "\text{ or }", "$ $")
-_CONNECTOR_RE = re.compile(r"(?:[\s$,;/&.]|\\[,;!: ]|\\(?:text|mathrm|textbf)\s*\{\s*(?:or|and|either)?\s*\}"
+_CONNECTOR_RE = re.compile(r"(?:[\s$,;/&.]|\\[,;!: ]|\\(?:text|mathrm|textbf)\s*\{\s*(?:(?:or|and|either)\s*)?\}"
                            r"|\\quad|\\qquad|\b(?:or|and|either|maybe|possibly)\b)*", re.I)
 
 

@@ -66,9 +66,12 @@ def clean(text: str) -> str:
     s = _FRAC_RE.sub(r"\\frac", s)
     s = _BINOM_RE.sub(r"\\binom", s)
     s = s.strip()
-    while s.endswith((",", ";")) or s.endswith(".") and not s.endswith(".."):
-        s = s[:-1].rstrip()
-    return s
+    end = len(s)                     # trailing ",", ";" and a full stop (not ".."), linearly
+    while end and (s[end - 1] in ",;" or s[end - 1] == "." and s[max(end - 2, 0):end] != ".."):
+        end -= 1
+        while end and s[end - 1].isspace():
+            end -= 1
+    return s[:end]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
+from verifiers._math_deadline import Overtime, deadline
 from verifiers._math_extract import EXTRACTION, Extraction, extract_answer
 from verifiers._math_judge import Judge, NeedSympy, TooLarge, kind_of, prepare
 from verifiers._math_parse import ParseError, clean, looks_like_text, number_from_words, \
@@ -217,6 +218,8 @@ def _finish(pending: _Pending, result, start) -> MathVerdict:
 def _safe(fn, start, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
+    except Overtime as exc:
+        return _verdict("timeout", start, [str(exc)])
     except Exception as exc:           # noqa: BLE001 - the verifier never raises on input
         return _verdict("error", start, [f"internal error: {type(exc).__name__}: {exc}"])
 
@@ -248,7 +251,8 @@ def verify_math(completion: str, gold: str, **options) -> MathVerdict:
     """
     start = time.perf_counter()
     timeout_s, options = _split_options(dict(options))
-    prepared = _safe(_prepare_pair, start, completion, gold, start, **options)
+    with deadline(start + timeout_s):
+        prepared = _safe(_prepare_pair, start, completion, gold, start, **options)
     if isinstance(prepared, MathVerdict):
         return prepared
     from verifiers._math_pool import get_pool
@@ -269,7 +273,8 @@ def verify_math_many(pairs, workers: int | None = None, **options) -> list[MathV
     pending = []
     for k, (completion, gold) in enumerate(pairs):
         start = time.perf_counter()
-        prepared = _safe(_prepare_pair, start, completion, gold, start, **options)
+        with deadline(start + timeout_s):
+            prepared = _safe(_prepare_pair, start, completion, gold, start, **options)
         out.append(prepared)
         if isinstance(prepared, _Pending):
             pending.append((k, prepared, time.perf_counter() - start))
