@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from verifiers._math_parse import number_from_words
+
 MAX_COMPLETION_CHARS = 20_000   # answers sit at the end; a longer completion is cut from the front
 EXTRACTION = ("boxed", "answer_tag", "the_answer_is", "gsm8k", "bare", "latex_delims",
               "last_number")
@@ -24,6 +26,17 @@ _SENTENCE_END_RE = re.compile(r"\.(?:\s|$)|\n")
 _PROSE_RE = re.compile(r"[A-Za-z]{2,}[\s,]+[A-Za-z]{2,}")
 _DELIMS_RE = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]", re.S)
 _LATEX_WORD_RE = re.compile(r"\\[a-zA-Z]+|\\text\w*\s*\{[^{}]*\}")
+# A candidate written right after a negation is rejected, not offered: "5, not 6", "4 rather
+# than 3", "\\boxed{8}, not \\boxed{12}", "x = 3, not x = 2". Matched on the text just before it.
+_NEGATED_RE = re.compile(r"(?:\bnot|\brather\s+than|\binstead\s+of|\\neq?)\s*(?:\$|\\\(|\()?\s*"
+                         r"(?:\\boxed\s*\{\s*)?(?:[A-Za-z](?:_\{?\w+\}?)?\s*=\s*)?$", re.I)
+_NEGATION_RE = re.compile(r",?\s*(?:\b(?:and|but)\s+)?(?:\bnot\b|\brather\s+than\b|"
+                          r"\binstead\s+of\b)", re.I)
+
+
+def _negated(text: str, start: int) -> bool:
+    """True if the candidate starting at text[start] follows a negation ("..., not 6")."""
+    return bool(_NEGATED_RE.search(text[max(0, start - 40):start]))
 
 
 @dataclass(frozen=True)
@@ -63,6 +76,8 @@ def boxed_spans(text: str) -> list[tuple[str, int, int]]:
     for m in _BOX_RE.finditer(text):
         if m.start() < covered:
             continue                                   # inside an earlier box
+        if _negated(text, m.start()):
+            continue                                   # "\\boxed{8}, not \\boxed{12}"
         j = m.end()
         if j < len(text) and text[j] == "{":
             if matches is None:
@@ -122,6 +137,8 @@ def _the_answer_is(text: str):
         rest = rest.lstrip()
     cut = _SENTENCE_END_RE.search(rest)
     phrase = rest[:cut.start()] if cut else rest
+    negation = _NEGATION_RE.search(phrase)                # "5, not 6": the rejected one goes
+    phrase = phrase[:negation.start()] if negation else phrase
     phrase = phrase.strip(" \t*:.,")
     return phrase[:300] or None
 
@@ -139,6 +156,8 @@ def _is_bare(text: str) -> bool:
     text = text.strip()
     if len(text) > 200 or "\n" in text:
         return False
+    if number_from_words(text.rstrip(".")) is not None:
+        return True                                    # "forty two", "one hundred and five"
     math = _DELIMS_RE.findall(text)
     if math and _DELIMS_RE.sub("", text).strip(" .,;:"):
         return False                                   # prose around a $...$ segment
@@ -153,7 +172,7 @@ def _latex_delims(text: str):
         start = text.rfind(open_, 0, end) if end >= 0 else -1
         if start >= 0 and end > best_end:
             best_end, best = end, text[start + 2:end]
-    segments = _dollar_segments(text)
+    segments = [seg for seg in _dollar_segments(text) if not _negated(text, seg[0])]
     if segments and segments[-1][1] > best_end:
         best = text[segments[-1][0]:segments[-1][1]]
     return best.strip() if best and best.strip() else None
@@ -194,7 +213,7 @@ def _dollar_segments(text: str):
 
 
 def _last_number(text: str):
-    matches = list(_NUMBER_RE.finditer(text))
+    matches = [m for m in _NUMBER_RE.finditer(text) if not _negated(text, m.start())]
     if not matches:
         return None
     last = matches[-1]

@@ -455,6 +455,52 @@ def gold_places(node):
     return node[2] if node[0] == "num" else None
 
 
+# Precision policy (gold-guided). A written decimal is either an exact value or a rounding:
+# - a decimal gold is read as *rounded* when it has two or more places and does not end in 5
+#   (3.14, 0.33, 85.71, 1.50): a prediction within half a unit of its last place is accepted
+#   (3.14159), and so is a rounding of the gold at fewer places if the prediction shows enough
+#   digits (3.14159 gold, 3.14 prediction);
+# - a decimal gold with one place or ending in 5 (0.5, 2.4, 0.25, 0.125) is read as *exact*:
+#   only the same value is accepted (0.54 and 0.46 are other answers, not 0.5 "at one place");
+# - an exact gold (1/3, 600/7, sqrt 2, pi, 1/8) is matched exactly: 0.33 is not 1/3, because
+#   whether a rounded decimal answers the question depends on the question, which the verifier
+#   does not see. With ``allow_rounded=True`` (the question asks for a decimal), an exact gold
+#   with no finite decimal accepts its rounding at the places the prediction writes, if the
+#   prediction shows enough digits (85.71 or 85.7 for 600/7); 1/8 still needs 0.125.
+# "Enough digits": two decimal places or three significant digits (0.33 and 85.7 for 1/3 and
+# 600/7; not 0.3 or 3.1). Truncations (0.66 for 2/3) are not roundings.
+
+def _places(node):
+    """Decimal places written in a literal (or its negation), else None."""
+    if node[0] == "neg":
+        return _places(node[1])
+    return node[2] if node[0] == "num" and node[2] else None
+
+
+def _digits_shown(value: Fraction, places: int) -> bool:
+    """Two or more decimal places, or three or more significant digits."""
+    return places >= 2 or len(str(abs(int(value * 10 ** places)))) >= 3
+
+
+def _rounded_gold(value: Fraction, places: int) -> bool:
+    """A decimal gold that reads as a rounding: two or more places, last digit not 5."""
+    return places >= 2 and abs(int(value * 10 ** places)) % 10 != 5
+
+
+def _terminates(value: Fraction) -> bool:
+    """True if value has a finite decimal expansion (denominator 2^a 5^b)."""
+    d = value.denominator
+    for prime in (2, 5):
+        while d % prime == 0:
+            d //= prime
+    return d == 1
+
+
+def _within(a, b, places: int) -> bool:
+    """|a - b| <= half a unit in the last of ``places`` decimal places."""
+    return abs(a - b) * 2 * 10 ** places <= 1
+
+
 # ---------------------------------------------------------------------------------------------
 # Normal forms of structures.
 
@@ -523,6 +569,8 @@ def prepare(node):
         return prepare(node[2])
     if kind == "eq" and len(node[1]) > 2:
         # "x = 2 + 3 = 5": the last part is the value, the first the name if there is one.
+        if not free_symbols(node):
+            return node                              # 2 + 3 = 5 = 6: the judge checks each step
         node = ("eq", (node[1][0], node[1][-1])) if node[1][0][0] == "sym" else node[1][-1]
         return prepare(node)
     if kind == "eq" and node[1][0][0] == "seq" and node[1][1][0] == "seq":
@@ -604,11 +652,14 @@ class Judge:
     """Gold-guided comparison of two parsed answers; records its path in ``steps``.
 
     rel_tol: accept decimals within this relative error of the gold (None: compare at the
-    precision written in the gold, the default and the only mode the benchmark uses).
+    precision written, the precision policy above; the default and what the benchmark uses).
+    allow_rounded: an exact gold with no finite decimal (600/7) also accepts its rounding at
+    the places the prediction writes (85.71) -- for questions that ask for a rounded decimal.
     """
 
-    def __init__(self, rel_tol: float | None = None):
+    def __init__(self, rel_tol: float | None = None, allow_rounded: bool = False):
         self.rel_tol = rel_tol
+        self.allow_rounded = allow_rounded
         self.steps: list[str] = []
 
     def note(self, text: str):
@@ -651,6 +702,10 @@ class Judge:
             self.note(f"prediction assigns {pa[0]}: comparing its value")
             return self.same(g, pa[1])
         if p[0] == "eq" and g[0] in SCALAR and not free_symbols(p[1][-1]):
+            if not free_symbols(p) and not all(
+                    self.quiet_same(a, b) for a, b in zip(p[1], p[1][1:])):
+                self.note("the prediction states a false equation between numbers")
+                return False
             self.note(f"prediction states {render_short(p[1][0])} = value: comparing the value")
             return self.same(g, p[1][-1])
         gk = g[0]
@@ -700,12 +755,21 @@ class Judge:
         converted = ("div", inner, _num(100)) if marked[0] == "pct" else \
             ("mul", (inner, ("const", "pi"), ("pow", _num(180), _num(-1))))
         word = "percent sign" if marked[0] == "pct" else "degree sign"
-        for reading, how in ((inner, "as a unit"), (converted, "as its value")):
+        readings = ((inner, "as a unit"), (converted, "as its value"))
+        if marked is p and unit_p == "pct":
+            # Gold-guided: a bare gold below 1 in size is a proportion (0.25: the prediction's
+            # 25% is its value), above 1 a number of percent (25: the % is a unit). Either way
+            # one reading only, so 0.25% is not 0.25 and 2500% is not 25.
+            size = try_exact_quiet(g)
+            if size is not None and abs(size) != 1 and size != 0:
+                readings = readings[1:] if abs(size) < 1 else readings[:1]
+        for reading, how in readings:
             pair = (reading, other) if marked is g else (other, reading)
             if self.core(*pair, quiet=True):
                 self.note(f"{word} read {how}: equal")
                 return True
-        self.note(f"not equal with the {word} read as a unit or as its value")
+        self.note(f"not equal with the {word} read "
+                  f"{' or '.join(how for _, how in readings)}")
         return False
 
     def core(self, g, p, quiet: bool = False) -> bool:
@@ -719,20 +783,30 @@ class Judge:
             if gv == pv:
                 note("exact rational compare: equal")
                 return True
-            return self.rounded(g, gv, pv, note, "exact rational compare")
+            return self.rounded(g, p, gv, pv, note, "exact rational compare")
         names = free_symbols(g) | free_symbols(p)
         if not names:
             return self.constant(g, p, note)
         return self.identity(g, p, sorted(names), note)
 
-    def rounded(self, g, gv, pv, note, how) -> bool:
-        """A decimal gold is compared at the precision it is written with (3.14 ~ 3.14159)."""
-        places = gold_places(g)
+    def rounded(self, g, p, gv, pv, note, how) -> bool:
+        """Two different values that may still be one answer written at some precision: the
+        precision policy above (``_places`` and below); ``gv``, ``pv`` exact or mpmath reals."""
         if self.rel_tol is not None and abs(pv - gv) <= self.rel_tol * abs(gv):
             note(f"{how}: equal within rel_tol={self.rel_tol}")
             return True
-        if places and abs(pv - gv) <= Fraction(1, 2 * 10 ** places):
-            note(f"{how}: equal at the {places} decimal places written in the gold")
+        gp, pp = _places(g), _places(p)
+        exact_g = try_exact_quiet(g)
+        if gp and _rounded_gold(exact_g, gp):
+            if _within(pv, gv, gp):
+                note(f"{how}: equal at the {gp} decimal places written in the gold")
+                return True
+            if pp and pp < gp and _digits_shown(pv, pp) and _within(gv, pv, pp):
+                note(f"{how}: the gold rounded at the {pp} places written in the prediction")
+                return True
+        elif self.allow_rounded and not gp and pp and _digits_shown(pv, pp) and _within(gv, pv, pp) and (
+                exact_g is None or not _terminates(exact_g)):
+            note(f"{how}: the exact gold rounded at the {pp} places written in the prediction")
             return True
         note(f"{how}: not equal")
         return False
@@ -750,12 +824,9 @@ class Judge:
             note("numeric compare at 50 digits: equal")
             return True
         real = num.mp.im(a) == 0 and num.mp.im(b) == 0
-        places = gold_places(g)
-        if real and places and abs(a - b) <= num.mp.mpf(5) / 10 ** (places + 1):
-            note(f"numeric compare: equal at the {places} decimal places written in the gold")
-            return True
-        if real and self.rel_tol is not None and abs(a - b) <= self.rel_tol * abs(a):
-            note(f"numeric compare: equal within rel_tol={self.rel_tol}")
+        if real and self.rounded(g, p, Fraction(str(num.mp.nstr(a, 40))),
+                                 Fraction(str(num.mp.nstr(b, 40))), lambda t: None, ""):
+            note("numeric compare: equal at the precision written (see the precision policy)")
             return True
         if num.lossy:
             return self.undecided_scalar(g, p, "cancellation at 50 digits")

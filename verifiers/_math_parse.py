@@ -971,23 +971,36 @@ _SCALES = {"hundred": 100, "thousand": 1000, "million": 10 ** 6}
 
 
 def number_from_words(words: str):
-    """The integer an English number phrase names, or None ("forty-two" -> 42)."""
+    """The integer an English number phrase names, or None ("forty-two" -> 42).
+
+    Only well-formed phrases: "four four" or "twenty twenty five" name no number (words are not
+    added up), "fifteen hundred" and "one hundred and five" do.
+    """
     tokens = [t for t in words.lower().replace("-", " ").split() if t != "and"]
     if not tokens or len(tokens) > 12:
         return None
     negative = tokens[0] in ("minus", "negative")
-    total = current = 0
+    total, current, last, scale = 0, 0, None, None       # last: kind of the previous word
     for token in tokens[negative:]:
-        if token in _SMALL:
-            current += _SMALL[token]
-        elif token in _TENS:
-            current += _TENS[token]
+        if token in _SMALL and _SMALL[token] < 10:
+            ok = last in (None, "hundred", "scale") or last == "tens" and current % 10 == 0
+            current, kind = current + _SMALL[token], "unit"
+            ok = ok and (token != "zero" or len(tokens) == 1 + negative)
+        elif token in _SMALL or token in _TENS:
+            ok, kind = last in (None, "hundred", "scale"), "teen" if token in _SMALL else "tens"
+            current += _SMALL.get(token) or _TENS.get(token)
         elif token == "hundred":
+            ok, kind = last in (None, "unit", "teen") and current % 100 == current, "hundred"
             current = max(current, 1) * 100
         elif token in _SCALES:
-            total += max(current, 1) * _SCALES[token]
+            ok, kind = last != "scale" and (scale is None or _SCALES[token] < scale), "scale"
+            scale = _SCALES[token]
+            total += max(current, 1) * scale
             current = 0
         else:
             return None
+        if not ok:
+            return None
+        last = kind
     value = total + current
     return -value if negative else value

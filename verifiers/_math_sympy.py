@@ -115,7 +115,7 @@ class SympyJudge(Judge):
 
 
 def serve(read_fd: int, write_fd: int, memory_mb: int):
-    """Worker loop: receive (gold, pred, rel_tol), send ('ok', outcome, steps) or ('error', ...)."""
+    """Worker loop: receive (gold, pred, judge options), send ('ok', outcome, steps) or ('error', ...)."""
     from multiprocessing.connection import Connection
 
     limit = memory_mb * 2 ** 20
@@ -124,14 +124,14 @@ def serve(read_fd: int, write_fd: int, memory_mb: int):
     outbox.send(("ready", os.getpid()))
     while True:
         try:
-            gold, pred, rel_tol = inbox.recv()
+            gold, pred, options = inbox.recv()
         except (EOFError, OSError):
             return                                     # the parent is gone
         used = int(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]))
         _, hard = resource.getrlimit(resource.RLIMIT_CPU)
         soft = used + CPU_SECONDS_PER_JOB
         resource.setrlimit(resource.RLIMIT_CPU, (soft if hard < 0 else min(soft, hard), hard))
-        judge = SympyJudge(rel_tol)
+        judge = SympyJudge(**options)
         try:
             result = ("ok", judge.judge(gold, pred), tuple(judge.steps))
         except MemoryError:

@@ -40,7 +40,7 @@ __all__ = ["MathVerdict", "verify_math", "verify_math_many", "math_reward", "war
 DEFAULT_TIMEOUT_S = 2.0
 _WEAK = ("answer_tag", "the_answer_is", "bare", "latex_delims")   # if these yield junk, try the next rule
 _GOLD_EXTRACTION = ("boxed", "gsm8k")
-_OPTIONS = ("timeout_s", "fallback_last_number", "extraction", "rel_tol")
+_OPTIONS = ("timeout_s", "fallback_last_number", "extraction", "rel_tol", "allow_rounded")
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class _Pending:
     """A pair the in-process judge could not settle: the sympy worker finishes it."""
     gold: tuple
     pred: tuple
-    rel_tol: float | None
+    judge_options: dict
     fields: dict
 
 
@@ -140,7 +140,7 @@ def _hedged(extraction: Extraction, pred_tree, thousands: bool, steps) -> bool:
 
 
 def _prepare_pair(completion, gold, start, *, fallback_last_number=True,
-                  extraction=EXTRACTION, rel_tol=None):
+                  extraction=EXTRACTION, rel_tol=None, allow_rounded=False):
     """Everything up to the sympy worker: a MathVerdict, or a _Pending for the worker."""
     steps: list[str] = []
     if not isinstance(gold, str):
@@ -192,14 +192,15 @@ def _prepare_pair(completion, gold, start, *, fallback_last_number=True,
     steps.append(f"gold kind: {fields['kind']} ({fields['gold_normalised']})")
     if _hedged(found, pred_tree, thousands, steps):
         return _verdict("hedged", start, steps, **fields)
-    judge = Judge(rel_tol)
+    judge_options = {"rel_tol": rel_tol, "allow_rounded": bool(allow_rounded)}
+    judge = Judge(**judge_options)
     try:
         outcome = judge.judge(gold_tree, pred_tree)
     except TooLarge as exc:
         return _verdict("unparsable", start, steps + judge.steps + [f"guard: {exc}"], **fields)
     except NeedSympy as exc:
         steps += judge.steps + [f"in-process evidence not conclusive ({exc}): sympy worker"]
-        return _Pending(gold_tree, pred_tree, rel_tol, {"steps": steps, **fields})
+        return _Pending(gold_tree, pred_tree, judge_options, {"steps": steps, **fields})
     return _verdict(outcome, start, steps + judge.steps, correct=outcome == "equal", **fields)
 
 
@@ -244,7 +245,11 @@ def verify_math(completion: str, gold: str, **options) -> MathVerdict:
                                 "gsm8k", "bare" (whole completion), "latex_delims", "last_number";
       rel_tol=None              also accept decimals within this relative error of the gold;
                                 by default a decimal gold is compared at the precision written
-                                (gold 3.14 accepts 3.14159, not 3.1) and an exact gold exactly.
+                                (gold 3.14 accepts 3.14159, not 3.1; gold 0.5 is exact and
+                                does not accept 0.54) and an exact gold exactly;
+      allow_rounded=False       an exact gold with no finite decimal (600/7) also accepts its
+                                rounding at the places written (85.71): for questions that
+                                ask for a decimal. See the precision policy in _math_judge.
     Never raises on any string input; a bad input gets a verdict whose reason says why.
     The first call that needs sympy in a process may return ``timeout`` while its worker
     starts (~1 s); call ``warm_up()`` first, or use verify_math_many, which waits for it.
@@ -257,7 +262,8 @@ def verify_math(completion: str, gold: str, **options) -> MathVerdict:
         return prepared
     from verifiers._math_pool import get_pool
     remaining = timeout_s - (time.perf_counter() - start)
-    result = get_pool().run((prepared.gold, prepared.pred, prepared.rel_tol), max(remaining, 0))
+    result = get_pool().run((prepared.gold, prepared.pred, prepared.judge_options),
+                            max(remaining, 0))
     return _safe(_finish, start, prepared, result, start)
 
 
@@ -288,7 +294,7 @@ def verify_math_many(pairs, workers: int | None = None, **options) -> list[MathV
     def finish(item):
         k, prepared, spent = item
         start = time.perf_counter() - spent
-        result = pool.run((prepared.gold, prepared.pred, prepared.rel_tol),
+        result = pool.run((prepared.gold, prepared.pred, prepared.judge_options),
                           max(timeout_s - spent, 0))
         out[k] = _safe(_finish, start, prepared, result, start)
 
@@ -318,7 +324,7 @@ def math_reward(prompts, completions, answer, **kwargs) -> list[float]:
 
     completions: strings or conversational message lists; answer: one gold per completion
     (TRL passes the dataset column) or a single gold for all. Verifier options (timeout_s,
-    fallback_last_number, extraction, rel_tol) may be passed as keywords; TRL's own keywords
+    fallback_last_number, extraction, rel_tol, allow_rounded) may be passed as keywords; TRL's own keywords
     (completion_ids, trainer_state, ...) are ignored.
     """
     options = {name: kwargs[name] for name in _OPTIONS if name in kwargs}
