@@ -94,6 +94,19 @@ def boxed_spans(text: str) -> list[tuple[str, int, int]]:
     return out
 
 
+def last_boxes(text: str, count: int) -> list[str] | None:
+    """The last ``count`` boxed answers if they sit close together (each root or part boxed
+    on its own: ``x = \\boxed{1}`` or ``x = \\boxed{-2}``), else None."""
+    spans = boxed_spans(text[-MAX_COMPLETION_CHARS:])[-count:]
+    if len(spans) < count:
+        return None
+    for (_, _, end), (_, start, _) in zip(spans, spans[1:]):
+        gap = text[-MAX_COMPLETION_CHARS:][end:start]
+        if len(gap) > 80 or "\n\n" in gap:
+            return None
+    return [content for content, _, _ in spans]
+
+
 def boxed_answers(text: str) -> list[str]:
     """Contents of every outermost \\boxed{...} / \\fbox{...}, in order (nested ones skipped)."""
     return [content for content, _, _ in boxed_spans(text)]
@@ -165,8 +178,14 @@ def _is_bare(text: str) -> bool:
 
 
 def _latex_delims(text: str):
-    """The content of the math segment that ends last: $...$, $$...$$, \\(...\\), \\[...\\]."""
+    """The content of the math segment that ends last: $...$, $$...$$, \\(...\\), \\[...\\], or a
+    matrix environment written in running text without delimiters."""
     best_end, best = -1, None
+    end = text.rfind("\\end{")
+    env = _MATRIX_END_RE.match(text, end) if end >= 0 else None
+    start = text.rfind(f"\\begin{{{env.group(1)}}}", 0, end) if env else -1
+    if start >= 0:
+        best_end, best = end, text[start:env.end()]
     for open_, close in (("\\(", "\\)"), ("\\[", "\\]")):
         end = text.rfind(close)
         start = text.rfind(open_, 0, end) if end >= 0 else -1
@@ -176,6 +195,9 @@ def _latex_delims(text: str):
     if segments and segments[-1][1] > best_end:
         best = text[segments[-1][0]:segments[-1][1]]
     return best.strip() if best and best.strip() else None
+
+
+_MATRIX_END_RE = re.compile(r"\\end\{([pbvBV]?matrix)\}")
 
 
 def _dollar_segments(text: str):

@@ -349,7 +349,7 @@ def close(a, b, rel) -> bool:
 # Small tree helpers.
 
 _KINDS = SCALAR | {"eq", "rel", "in", "list", "seq", "union", "matrix", "empty", "reals",
-                   "text", "pm", "assign"}
+                   "text", "pm", "assign", "setminus"}
 
 
 def _is_node(part) -> bool:
@@ -515,6 +515,37 @@ def _name(node):
     return None
 
 
+def _label(node) -> bool:
+    """A name standing for a value: ``x``, ``AB``, ``|AB|``, ``V_1:V_2``, ``f(x)``, ``P(A)``."""
+    kind = node[0]
+    if kind == "sym":
+        return True
+    if kind == "mul":
+        return all(f[0] == "sym" or f[0] == "seq" and f[1] == "(" and
+                   all(a[0] == "sym" for a in f[3]) for f in node[1])
+    if kind == "fn" and node[1] == "abs":
+        return _label(node[2][0])
+    return kind == "div" and _label(node[1]) and _label(node[2])
+
+
+def _arguments(lhs):
+    """Variable names in ``f(x)`` / ``f(x, y)`` on the left of an assignment, else ()."""
+    if lhs[0] != "mul" or len(lhs[1]) != 2:
+        return ()
+    arg = lhs[1][1]
+    return (arg[1],) if arg[0] == "sym" else tuple(a[1] for a in arg[3]) if arg[0] == "seq" else ()
+
+
+def _renamed(value, old, new):
+    """value with the variables ``old`` renamed to ``new`` (position by position)."""
+    temps = [f"_{k}" for k in range(len(old))]
+    for name, temp in zip(old, temps):
+        value = substitute(value, name, ("sym", temp))
+    for temp, name in zip(temps, new):
+        value = substitute(value, temp, ("sym", name))
+    return value
+
+
 def _assignment(node):
     """(name, value) for ``x = 3`` or ``f(x) = 2x`` (a name on the left), else None."""
     if node[0] == "eq" and len(node[1]) == 2 and _name(node[1][0]):
@@ -616,7 +647,8 @@ def kind_of(node) -> str:
         if len(node[3]) == 2 and any(_infinite(x) for x in node[3]):
             return "interval"                          # (2, \infty): no point has an infinite coordinate
         return "tuple"
-    return {"union": "interval", "reals": "interval", "empty": "set", "matrix": "matrix",
+    return {"union": "interval", "reals": "interval", "setminus": "interval", "empty": "set",
+            "matrix": "matrix",
             "eq": "equation", "rel": "inequality", "list": "list", "assign": "assignments",
             "text": "text"}.get(kind, kind)
 
@@ -627,7 +659,7 @@ def _infinite(node) -> bool:
 
 
 def _interval_like(node) -> bool:
-    return node[0] in ("union", "reals", "empty", "rel") or (
+    return node[0] in ("union", "reals", "empty", "rel", "setminus") or (
         node[0] == "seq" and len(node[3]) == 2 and node[1] in "([" and node[2] in ")]") or (
         node[0] == "list" and all(_interval_like(i) for i in node[1]))
 
@@ -694,6 +726,10 @@ class Judge:
             if ga[0] != pa[0]:
                 self.note(f"different variables: {ga[0]} vs {pa[0]}")
                 return False
+            old, new = _arguments(p[1][0]), _arguments(g[1][0])
+            if old != new and len(old) == len(new) and ga[0].endswith("(...)"):
+                self.note(f"the function's variable renamed: {', '.join(old)} -> {', '.join(new)}")
+                return self.same(ga[1], _renamed(pa[1], old, new))
             return self.same(ga[1], pa[1])
         if ga and p[0] != "eq" and ga[1][0] != "eq":
             self.note(f"gold assigns {ga[0]}: comparing its value")
@@ -701,6 +737,10 @@ class Judge:
         if pa and g[0] != "eq":
             self.note(f"prediction assigns {pa[0]}: comparing its value")
             return self.same(g, pa[1])
+        if g[0] == "eq" and len(g[1]) == 2 and p[0] != "eq" and _label(g[1][0]) and \
+                not free_symbols(g[1][1]):
+            self.note(f"gold names its value {render_short(g[1][0])}: comparing the value")
+            return self.same(g[1][1], p)
         if p[0] == "eq" and g[0] in SCALAR and not free_symbols(p[1][-1]):
             if not free_symbols(p) and not all(
                     self.quiet_same(a, b) for a, b in zip(p[1], p[1][1:])):
@@ -719,7 +759,11 @@ class Judge:
             return self.equations(g, p) if p[0] == "eq" else self.mismatch(g, p)
         if gk == "rel" and p[0] == "rel" and len(self.rel_symbols(g)) > 1:
             return self.relations(g, p)
-        if gk in ("rel", "union", "reals") or gk == "seq" and kind_of(g) == "interval":
+        if gk == "list" and _interval_like(g) and _interval_like(p) and \
+                len(free_symbols(g) | free_symbols(p)) <= 1:
+            return self.intervals(g, p)                  # x < 2 or x > 3 vs a union
+        if gk in ("rel", "union", "reals", "setminus") or gk == "seq" and \
+                kind_of(g) == "interval":
             return self.intervals(g, p) if _interval_like(p) else self.mismatch(g, p)
         if gk == "empty":
             return (_items(p) == () or _interval_like(p) and self.intervals(g, p)) or \
@@ -728,6 +772,8 @@ class Judge:
             if kind_of(p) == "interval" or gk == "seq" and kind_of(p) == "tuple":
                 return self.mismatch(g, p)
             items = _items(p) if p[0] in ("list", "seq", "empty") else (p,)
+            if p[0] == "assign":                          # b = -3, c = 0 for "-3, 0"
+                items = tuple(value for _, value in p[1])
             return self.unordered(_items(g), items)
         if gk == "seq":                                  # tuples, pairs, vectors
             return self.sequence(g, p)
@@ -959,6 +1005,12 @@ class Judge:
             return [(node[3][0], node[3][1], node[1] == "[", node[2] == "]")]
         if kind == "union":
             return [iv for part in node[1] for iv in self._raw_intervals(part)]
+        if kind == "setminus":                           # A \ B = A and not B
+            removed = node[2]
+            if removed[0] == "seq" and removed[1] == "{":   # points: {-6} is [-6, -6]
+                removed = ("union", tuple(("seq", "[", "]", (x, x)) for x in removed[3]))
+            return _intersect(_merge(self._raw_intervals(node[1])),
+                              _complement(_merge(self._raw_intervals(removed))))
         if kind == "reals":
             return [(("neg", ("const", "oo")), ("const", "oo"), False, False)]
         if kind == "empty":
@@ -1159,6 +1211,16 @@ def _merge(intervals):
             continue
         merged.append(item)
     return [(lo, hi, lc, hc) for _, _, lo, hi, lc, hc in merged]
+
+
+def _complement(intervals):
+    """The real line outside a merged, sorted list of intervals."""
+    out, lo, lo_closed = [], ("neg", ("const", "oo")), False
+    for start, end, start_closed, end_closed in intervals:
+        out.append((lo, start, lo_closed, not start_closed))
+        lo, lo_closed = end, not end_closed
+    out.append((lo, ("const", "oo"), lo_closed, False))
+    return _merge(out)
 
 
 def _intersect(left, right):

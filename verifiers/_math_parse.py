@@ -11,7 +11,8 @@ nesting limit. The tree is made of plain tuples, so it pickles to a worker and h
     ('eq', parts)  ('rel', parts, ops)  ('in', a, b)        x = 3, 1 < x <= 2, x ∈ [0, 1]
     ('list', items, joined)          bare "2, 3", "2 or 3", "x > 1 and x < 2": joined is , or and
     ('seq', open, close, items)      (1, 2)  [1, 2)  \\{1, 2\\}  \\langle 1, 2 \\rangle
-    ('union', parts)  ('matrix', rows)  ('empty',)  ('reals',)  ('text', words)
+    ('union', parts)  ('setminus', a, b)  ('matrix', rows)  ('empty',)  ('reals',)  ('text', words)
+    a ratio a:b is read as ('div', a, b); 1,22 is a decimal comma unless the gold is a list
 
 What it does not cover: calculus notation, set-builder notation, \\cases, primes, and anything
 outside an answer line; those raise ParseError and the verdict says ``unparsable``.
@@ -40,7 +41,7 @@ _UNICODE = {
     "\u00b1": r"\pm ", "\u00b0": r"^\circ ", "\u222a": r"\cup ", "\u2208": r"\in ",
     "\u2205": r"\emptyset ", "\u2248": r"\approx ", "\u00b2": "^2", "\u00b3": "^3",
     "\u00bd": r"\frac{1}{2}", "\u00bc": r"\frac{1}{4}", "\u00be": r"\frac{3}{4}",
-    "\u2153": r"\frac{1}{3}", "\u2154": r"\frac{2}{3}", "\u2192": r"\to ", "\u00a0": " ", "\u2009": " ", "\u202f": " ",
+    "\u2153": r"\frac{1}{3}", "\u2154": r"\frac{2}{3}", "\u2192": r"\to ", "\u2032": "'", "\u2033": "''", "\u00a0": " ", "\u2009": " ", "\u202f": " ",
 }
 _UNICODE_RE = re.compile("|".join(map(re.escape, _UNICODE)))
 _SIZING_RE = re.compile(r"\\(?:left|right|[bB]igg?[lrm]?)(?![a-zA-Z])\s*\.?")
@@ -49,6 +50,13 @@ _SPACE_RE = re.compile(r"(?<!\\)\\[,;:> ]|\\q?quad(?![a-zA-Z])|~")
 _DROP_RE = re.compile(r"(?<!\\)\\(?:displaystyle|textstyle|scriptstyle|limits|nolimits|mathstrut|!)"
                       r"(?![a-zA-Z])|\\\$|\$|\\\(|\\\)|\\\[|\\\]")
 _FRAC_RE = re.compile(r"\\[dtc]frac(?![a-zA-Z])")
+_DECIMAL_COMMA_RE = re.compile(r"(?<=\d)\{,\}(?=\d)")              # 0{,}75: LaTeX decimal comma
+_SPACED_THOUSANDS_RE = re.compile(r"(?<![\d.,])\d{1,3}(?: \d{3})+(?![\d/.,])")   # 1 250 000
+_CHOOSE_RE = re.compile(r"\{\s*([^{}]+?)\s*\\choose\s*([^{}]+?)\s*\}|^([^{}]+?)\s*\\choose\s*([^{}]+?)$")
+_ORDINAL = r"(?:\\(?:mathrm|text|textrm|textnormal)\s*\{\s*(?:st|nd|rd|th)\s*\}|(?:st|nd|rd|th)(?![a-zA-Z]))"
+_ORDINAL_RE = re.compile(r"(?<=\d)\s*\^\s*(?:\{\s*" + _ORDINAL + r"\s*\}|" + _ORDINAL + ")")
+_DEG_MIN_RE = re.compile(r"(\d+(?:\.\d+)?)\s*\^\s*(?:\{\s*\\circ\s*\}|\\circ)\s*(\d+(?:\.\d+)?)\s*"
+                         r"(?:'|\^\s*\{?\s*\\prime\s*\}?)(?:\s*(\d+(?:\.\d+)?)\s*(?:''|\"))?")
 _BINOM_RE = re.compile(r"\\[dt]binom(?![a-zA-Z])")
 
 
@@ -65,6 +73,12 @@ def clean(text: str) -> str:
     s = _SPACE_RE.sub(" ", s)
     s = _FRAC_RE.sub(r"\\frac", s)
     s = _BINOM_RE.sub(r"\\binom", s)
+    s = _DECIMAL_COMMA_RE.sub(",", s)
+    s = _SPACED_THOUSANDS_RE.sub(lambda m: m.group().replace(" ", ""), s)
+    s = _CHOOSE_RE.sub(lambda m: "\\binom{%s}{%s}" % ((m.group(1), m.group(2)) if m.group(1)
+                                                     else (m.group(3), m.group(4))), s)
+    s = _ORDINAL_RE.sub("", s)                                       # 12^{\mathrm{th}} -> 12
+    s = _DEG_MIN_RE.sub(_degrees_minutes, s)                          # 60^\circ 42' -> 60.7 deg
     s = s.strip()
     end = len(s)                     # trailing ",", ";" and a full stop (not ".."), linearly
     while end and (s[end - 1] in ",;" or s[end - 1] == "." and s[max(end - 2, 0):end] != ".."):
@@ -72,6 +86,12 @@ def clean(text: str) -> str:
         while end and s[end - 1].isspace():
             end -= 1
     return s[:end]
+
+
+def _degrees_minutes(m) -> str:
+    """60^\\circ 42' (and 10'' seconds) as one angle in degrees."""
+    seconds = f"+\\frac{{{m.group(3)}}}{{3600}}" if m.group(3) else ""
+    return f"({m.group(1)}+\\frac{{{m.group(2)}}}{{60}}{seconds})^\\circ"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -89,6 +109,22 @@ def text_form(s: str) -> str:
     s = _TEXT_CMD_RE.sub(r" \1 ", s)
     s = re.sub(r"\\[a-zA-Z]+|[{}()\[\].,:;!?'\"$*]", " ", s)
     return " ".join(s.lower().split())
+
+
+def unwrap_text(s: str) -> str:
+    """The answer with \\text{...}-like wrappers replaced by their content."""
+    return _TEXT_CMD_RE.sub(r" \1 ", s).strip()
+
+
+_NO_SOLUTION = {"no solution", "no solutions", "no real solution", "no real solutions",
+                "there is no solution", "there are no solutions", "there are no real solutions",
+                "no real roots", "no roots", "none", "empty set", "the empty set", "no such x",
+                "the solution set is empty", "no value", "no values", "no real values"}
+
+
+def means_empty_set(s: str) -> bool:
+    """True for the worded empty set: "no solution", "\\text{no real solutions}", "none"."""
+    return text_form(s) in _NO_SOLUTION
 
 
 def looks_like_text(s: str) -> bool:
@@ -132,6 +168,7 @@ _WORD_RE = re.compile(r"[A-Za-z]+")
 _CMD_RE = re.compile(r"\\([A-Za-z]+|.)")
 _GROUP_RE = re.compile(r",\d{3}(?!\d)")
 _DECIMAL_RE = re.compile(r"\.\d+")
+_DECIMAL_COMMA_AT = re.compile(r",(\d{1,2}|\d{4,})(?![\d,.])")
 _MIXED_RE = re.compile(r"(\d+)\s*/\s*(\d+)")
 _SCI_RE = re.compile(r"[eE]([+-]?\d{1,3})(?![\d.^])")
 
@@ -335,11 +372,11 @@ class _Parser:
         return None
 
     def parse_item(self):
-        parts, ops = [self.parse_union()], []
+        parts, ops = [self.parse_ratio()], []
         while (op := self.relop_at()) is not None:
             self.i = op[1]
             ops.append(op[0])
-            parts.append(self.parse_union())
+            parts.append(self.parse_ratio())
         if not ops:
             return parts[0]
         if ops == ["in"]:
@@ -357,10 +394,31 @@ class _Parser:
             return ("eq", tuple(parts))
         return ("rel", tuple(parts), tuple(ops))
 
+    def parse_ratio(self):
+        """``a:b`` (a ratio, read as a/b) outside brackets; ``3:45``-like pairs of integers
+        (two-digit minutes) are refused so that clock times stay whole text."""
+        start = self.i
+        node = self.parse_union()
+        if self.nesting or self.ws() != ":" or self.s.startswith(":=", self.i):
+            return node
+        self.i += 1
+        other = self.parse_union()
+        if self.ws() == ":":
+            self.error("a ratio of three parts")
+        if _is_int_literal(node) and _is_int_literal(other) and node[1] <= 24 and \
+                re.fullmatch(r"\s*\d+\s*:\s*\d\d\s*", self.s[start:self.i]):
+            self.error("a clock time")
+        return ("div", node, other)
+
     def parse_union(self):
         parts = [self.parse_expr()]
         while True:
             self.ws()
+            if self.cmd_at() == "setminus":                # A \setminus B: a set difference
+                self.take_cmd()
+                parts = [("setminus", parts[0] if len(parts) == 1 else ("union", tuple(parts)),
+                          self.parse_expr())]
+                continue
             if self.cmd_at() == "cup":
                 self.take_cmd()
             elif self.s[self.i:self.i + 1] in ("U", "u") and parts[-1][0] in ("seq", "reals") \
@@ -559,6 +617,10 @@ class _Parser:
             if (dec := _DECIMAL_RE.match(self.s, self.i)):
                 text += dec.group()
                 self.i = dec.end()
+        elif self.thousands and not self.nesting and _digit(text) and \
+                (comma := _DECIMAL_COMMA_AT.match(self.s, self.i)):
+            text += "." + comma.group(1)                  # 1,22 (a scalar gold): a decimal comma
+            self.i = comma.end()
         if len(text) > MAX_DIGITS:
             self.error("number too long")
         whole, _, frac = text.partition(".")
@@ -873,7 +935,8 @@ def _check_scalars(node, inside_scalar: bool = False):
                         _check_scalars(cell, scalar)
 
 
-_KINDS = _SCALAR | {"eq", "rel", "in", "list", "seq", "union", "matrix", "empty", "reals", "text"}
+_KINDS = _SCALAR | {"eq", "rel", "in", "list", "seq", "union", "matrix", "empty", "reals", "text",
+                    "setminus"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -938,6 +1001,8 @@ def render(node) -> str:
         return node[1] + ", ".join(render(x) for x in node[3]) + node[2]
     if kind == "union":
         return " U ".join(render(p) for p in node[1])
+    if kind == "setminus":
+        return f"{render(node[1])} \\ {render(node[2])}"
     if kind == "matrix":
         return "[" + "; ".join(", ".join(render(c) for c in row) for row in node[1]) + "]"
     if kind == "empty":

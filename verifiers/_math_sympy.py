@@ -94,6 +94,10 @@ class SympyJudge(Judge):
             return sympy.Interval(lo, hi, node[1] == "(", node[2] == ")")
         if kind == "union":
             return sympy.Union(*(self.to_set(part, symbols) for part in node[1]))
+        if kind == "setminus":
+            return sympy.Complement(self.to_set(node[1], symbols), self.to_set(node[2], symbols))
+        if kind == "seq" and node[1] == "{":
+            return sympy.FiniteSet(*(to_sympy(x, symbols) for x in node[3]))
         if kind == "reals":
             return sympy.S.Reals
         if kind == "empty":

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from verifiers._math_deadline import Overtime, deadline
-from verifiers._math_extract import EXTRACTION, Extraction, extract_answer
+from verifiers._math_extract import EXTRACTION, Extraction, extract_answer, last_boxes
 from verifiers._math_judge import Judge, NeedSympy, TooLarge, kind_of, prepare
-from verifiers._math_parse import ParseError, clean, looks_like_text, number_from_words, \
-    parse_answer, render, text_form
+from verifiers._math_parse import ParseError, clean, looks_like_text, means_empty_set, \
+    number_from_words, parse_answer, render, text_form, unwrap_text
 
 __all__ = ["MathVerdict", "verify_math", "verify_math_many", "math_reward", "warm_up"]
 
@@ -101,9 +101,14 @@ def _gold_answer(gold: str, steps: list) -> str:
 _CHOICE_RE = re.compile(r"\s*\(\s*([A-Ea-e])\s*\)|\s*([A-Ea-e])\)(?=\s|$)")
 
 
+_GOLD_CHOICE_RE = re.compile(r"\(?\s*[A-E]\s*\)?")
+_TEXT_LABEL_RE = re.compile(r"[^=<>]{0,30}[A-Za-z][^=<>]{0,30}=(?!=)")
+
+
 def _choice_letter(pred_text: str) -> str | None:
     """``(C)`` of ``(C) 12`` -- a choice with its value after it -- unless another choice follows
     (``(C) or (D)`` stays a hedge)."""
+    pred_text = unwrap_text(pred_text)
     m = _CHOICE_RE.match(pred_text)
     if not m or _CHOICE_RE.search(pred_text, m.end()):
         return None
@@ -116,11 +121,22 @@ def _text_verdict(gold_text: str, pred_text: str, start, steps, extracted) -> Ma
         steps.append(f"choice {letter!r} read from {pred_text!r}")
         pred_text = letter
     same = bool(text_form(gold_text)) and text_form(gold_text) == text_form(pred_text)
+    if not same:                           # V_1:V_2=11:21 vs 11:21: a label on one side
+        bare = [text_form(t[m.end():]) if (m := _TEXT_LABEL_RE.match(t)) else text_form(t)
+                for t in (gold_text, pred_text)]
+        if bare[0] and bare[0] == bare[1]:
+            steps.append("a label before '=' set aside")
+            gold_text, pred_text, same = bare[0], bare[1], True
     steps.append(f"text compare {text_form(gold_text)!r} vs {text_form(pred_text)!r}: "
                  f"{'equal' if same else 'not equal'}")
     return _verdict("equal" if same else "not_equal", start, steps, correct=same,
                     extracted=extracted, gold_normalised=text_form(gold_text),
                     pred_normalised=text_form(pred_text), kind="text")
+
+
+def _parts(gold_tree) -> tuple:
+    """The items of a multi-part gold (a list or a set)."""
+    return gold_tree[1] if gold_tree[0] == "list" else gold_tree[3] if gold_tree[0] == "seq" else ()
 
 
 def _hedged(extraction: Extraction, pred_tree, thousands: bool, steps) -> bool:
@@ -159,6 +175,13 @@ def _prepare_pair(completion, gold, start, *, fallback_last_number=True,
             return _verdict("no_answer", start, steps + ["no answer found in the completion"])
         steps.append(found.describe())
         pred_text = clean(found.answer)
+        for text, side in ((gold_text, "gold"), (pred_text, "prediction")):
+            if means_empty_set(text):
+                steps.append(f"{side} {text!r} read as the empty set")
+        gold_text = "\\emptyset" if means_empty_set(gold_text) else gold_text
+        pred_text = "\\emptyset" if means_empty_set(pred_text) else pred_text
+        if _GOLD_CHOICE_RE.fullmatch(unwrap_text(gold_text)) and _choice_letter(pred_text):
+            return _text_verdict(gold_text, pred_text, start, steps, found.answer)
         if looks_like_text(pred_text) and not looks_like_text(gold_text) and \
                 (number := number_from_words(text_form(pred_text))) is not None:
             steps.append(f"number words read as {number}")
@@ -171,6 +194,10 @@ def _prepare_pair(completion, gold, start, *, fallback_last_number=True,
             return _text_verdict(gold_text, pred_text, start, steps, found.answer)
         multi = prepare(gold_tree)[0] == "list" or gold_tree[0] == "seq" and gold_tree[1] == "{"
         thousands = not multi                              # "1,000" is a list if the gold is
+        parts = len(_parts(prepare(gold_tree))) if multi else 1
+        if multi and found.method == "boxed" and 1 + len(found.others) < parts and \
+                (boxes := last_boxes(completion, parts)):    # x = \boxed{1} or x = \boxed{-2}
+            found = Extraction(boxes[-1], "boxed", tuple(boxes[:-1]))
         if multi and found.others:                          # \boxed{2}, \boxed{3} for "2, 3"
             steps.append("gold has several values: the boxed answers are read together")
             found = Extraction(", ".join(found.others + (found.answer,)), found.method)
