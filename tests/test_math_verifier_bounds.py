@@ -65,6 +65,12 @@ EXTRACTION_FAMILIES = {
     "thousands groups then a letter": lambda n: "1" + fill(",000", n) + "x",
     "trailing commas in a box": lambda n: "\\boxed{5" + fill(",", n - 10) + "}",
     "trailing full stops": lambda n: "\\boxed{5" + fill(". ,", n - 10) + "}",
+    "negations": lambda n: fill("not $\\boxed{1}$ rather than 2, ", n),
+    "choose in a box": lambda n: "\\boxed{" + fill("a \\choose ", n - 10) + "}",
+    "spaced digit groups": lambda n: "\\boxed{1" + fill(" 000", n - 12) + "/}",
+    "angles": lambda n: "\\boxed{" + fill("60^\\circ 42' ", n - 10) + "}",
+    "matrix ends": lambda n: fill("\\end{pmatrix}\\begin{pmatrix}", n),
+    "labels": lambda n: fill("V_1:V_2=", n) + "11:21",
 }
 
 
@@ -112,6 +118,9 @@ ANSWER_FAMILIES = {
     "deep fractions": lambda k: "\\frac{1}{" * k + "2" + "}" * k,
     "text groups": lambda k: "\\text{" * k + "5" + "}" * k,
     "plus-minus": lambda k: "\\pm".join(["x"] * 10 * k),
+    "set differences": lambda k: "\\setminus".join(["[0, 9]"] + [f"\\{{{j}\\}}" for j in range(9 * k)]),
+    "ratios": lambda k: ", ".join(f"{j}:{j + 1}" for j in range(10 * k)),
+    "decimal commas": lambda k: ", ".join(f"{j},{j + 10}" for j in range(10 * k)),
 }
 
 

@@ -17,6 +17,7 @@ _DESCRIBE = {"boxed": "\\boxed{}", "answer_tag": "<answer> tags", "the_answer_is
              "gsm8k": "'####'", "bare": "the whole completion", "latex_delims": "the last $...$",
              "last_number": "the last number (fallback)"}
 
+_BRACE_TOKEN_RE = re.compile(r"\\.|[{}]", re.S)       # an escaped pair, or a brace
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])\s*")
 _ANSWER_IS_RE = re.compile(r"(?:final\s+answer|\banswer)\*{0,2}\s*(?:is\b|:|=)", re.IGNORECASE)
 _NUMBER_RE = re.compile(r"(?<![\w.])(?:\d{1,2}:\d{2}(?::\d{2})?(?![\d:])"     # a clock time 3:45
@@ -56,17 +57,12 @@ def brace_matches(text: str, start: int = 0) -> dict[int, int]:
     One stack scan instead of a scan per group, so a completion full of unclosed ``\\boxed{``
     costs time in proportion to its length (a backslash escapes the character after it).
     """
-    out, stack, k, n = {}, [], start, len(text)
-    while k < n:
-        c = text[k]
-        if c == "\\":
-            k += 2
-            continue
-        if c == "{":
-            stack.append(k)
-        elif c == "}" and stack:
-            out[stack.pop()] = k
-        k += 1
+    out, stack = {}, []
+    for m in _BRACE_TOKEN_RE.finditer(text, start):
+        if m.group() == "{":
+            stack.append(m.start())
+        elif m.group() == "}" and stack:
+            out[stack.pop()] = m.start()
     return out
 
 
@@ -80,8 +76,8 @@ def boxed_spans(text: str) -> list[tuple[str, int, int]]:
             continue                                   # "\\boxed{8}, not \\boxed{12}"
         j = m.end()
         if j < len(text) and text[j] == "{":
-            if matches is None:
-                matches = brace_matches(text)
+            if matches is None:                        # braces before the first box
+                matches = brace_matches(text, j)       # cannot change the pairs after it
             if j not in matches:
                 continue                               # truncated completion
             content, covered = text[j + 1:matches[j]], matches[j] + 1
@@ -235,7 +231,9 @@ def _dollar_segments(text: str):
 
 
 def _last_number(text: str):
-    matches = [m for m in _NUMBER_RE.finditer(text) if not _negated(text, m.start())]
+    matches = list(_NUMBER_RE.finditer(text))
+    while matches and _negated(text, matches[-1].start()):
+        matches.pop()                                  # "10, not 9": 9 is rejected
     if not matches:
         return None
     last = matches[-1]

@@ -870,10 +870,12 @@ class Judge:
             note("numeric compare at 50 digits: equal")
             return True
         real = num.mp.im(a) == 0 and num.mp.im(b) == 0
-        if real and self.rounded(g, p, Fraction(str(num.mp.nstr(a, 40))),
-                                 Fraction(str(num.mp.nstr(b, 40))), lambda t: None, ""):
-            note("numeric compare: equal at the precision written (see the precision policy)")
-            return True
+        if real and (self.rel_tol is not None or _places(g) or _places(p)):
+            said = []
+            if self.rounded(g, p, Fraction(str(num.mp.nstr(a, 40))),
+                            Fraction(str(num.mp.nstr(b, 40))), said.append, "numeric compare"):
+                note(said[-1])
+                return True
         if num.lossy:
             return self.undecided_scalar(g, p, "cancellation at 50 digits")
         note(f"numeric compare at 50 digits: {num.mp.nstr(a, 8)} != {num.mp.nstr(b, 8)}")

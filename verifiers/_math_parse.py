@@ -64,8 +64,11 @@ def clean(text: str) -> str:
     """Remove what only affects typesetting: $ delimiters, \\left, spacing, \\dfrac -> \\frac.
 
     ``1\\,000`` and ``1{,}000`` become ``1000`` (a thin space between digit groups is a
-    thousands separator), a trailing full stop goes.
+    thousands separator), a trailing full stop goes. A text far longer than any answer the
+    parser takes is only stripped (it will be refused as too long; no rewrite runs on it).
     """
+    if len(text) > 4 * MAX_ANSWER_CHARS:
+        return text.strip()
     s = _UNICODE_RE.sub(lambda m: _UNICODE[m.group()], text)
     s = _SIZING_RE.sub("", s)
     s = _DIGIT_SPACE_RE.sub("", s)
@@ -73,12 +76,16 @@ def clean(text: str) -> str:
     s = _SPACE_RE.sub(" ", s)
     s = _FRAC_RE.sub(r"\\frac", s)
     s = _BINOM_RE.sub(r"\\binom", s)
-    s = _DECIMAL_COMMA_RE.sub(",", s)
-    s = _SPACED_THOUSANDS_RE.sub(lambda m: m.group().replace(" ", ""), s)
-    s = _CHOOSE_RE.sub(lambda m: "\\binom{%s}{%s}" % ((m.group(1), m.group(2)) if m.group(1)
-                                                     else (m.group(3), m.group(4))), s)
-    s = _ORDINAL_RE.sub("", s)                                       # 12^{\mathrm{th}} -> 12
-    s = _DEG_MIN_RE.sub(_degrees_minutes, s)                          # 60^\circ 42' -> 60.7 deg
+    if "{,}" in s:
+        s = _DECIMAL_COMMA_RE.sub(",", s)
+    if " " in s:
+        s = _SPACED_THOUSANDS_RE.sub(lambda m: m.group().replace(" ", ""), s)
+    if "choose" in s:
+        s = _CHOOSE_RE.sub(lambda m: "\\binom{%s}{%s}" % (
+            (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))), s)
+    if "^" in s:
+        s = _ORDINAL_RE.sub("", s)                                   # 12^{\mathrm{th}} -> 12
+        s = _DEG_MIN_RE.sub(_degrees_minutes, s)                      # 60^\circ 42' -> 60.7 deg
     s = s.strip()
     end = len(s)                     # trailing ",", ";" and a full stop (not ".."), linearly
     while end and (s[end - 1] in ",;" or s[end - 1] == "." and s[max(end - 2, 0):end] != ".."):
@@ -124,7 +131,8 @@ _NO_SOLUTION = {"no solution", "no solutions", "no real solution", "no real solu
 
 def means_empty_set(s: str) -> bool:
     """True for the worded empty set: "no solution", "\\text{no real solutions}", "none"."""
-    return text_form(s) in _NO_SOLUTION
+    low = s.lower()
+    return ("no" in low or "empty" in low) and text_form(s) in _NO_SOLUTION
 
 
 def looks_like_text(s: str) -> bool:
