@@ -700,6 +700,11 @@ class Judge:
     # -- entry ----------------------------------------------------------------------------------
     def judge(self, gold, pred) -> str:
         """'equal', 'not_equal' or 'hedged' (several different answers offered for one)."""
+        if pred[0] == "eq" and len(pred[1]) > 2 and gold[0] != "eq" and \
+                not free_symbols(("eq", pred[1][1:])) and not all(
+                    self.quiet_same(a, b) for a, b in zip(pred[1][1:], pred[1][2:])):
+            self.note("the prediction states a false equation between numbers")  # x = 3 = 4
+            return "not_equal"
         gold, pred = prepare(gold), prepare(pred)
         if gold == pred:
             self.note("identical after normalisation")

@@ -53,7 +53,8 @@ _FRAC_RE = re.compile(r"\\[dtc]frac(?![a-zA-Z])")
 _DECIMAL_COMMA_RE = re.compile(r"(?<=\d)\{,\}(?=\d)")              # 0{,}75: LaTeX decimal comma
 _SPACED_THOUSANDS_RE = re.compile(r"(?<![\d.,])\d{1,3}(?: \d{3})+(?![\d/.,])")   # 1 250 000
 _CHOOSE_RE = re.compile(r"\{\s*([^{}]+?)\s*\\choose\s*([^{}]+?)\s*\}|^([^{}]+?)\s*\\choose\s*([^{}]+?)$")
-_ORDINAL = r"(?:\\(?:mathrm|text|textrm|textnormal)\s*\{\s*(?:st|nd|rd|th)\s*\}|(?:st|nd|rd|th)(?![a-zA-Z]))"
+_ORDINAL = (r"(?:\\(?:mathrm|text|textrm|textnormal)\s*\{\s*(?:st|nd|rd|th)\s*\}|"
+            r"(?:\\rm\s*)?(?:st|nd|rd|th)(?![a-zA-Z]))")
 _ORDINAL_RE = re.compile(r"(?<=\d)\s*\^\s*(?:\{\s*" + _ORDINAL + r"\s*\}|" + _ORDINAL + ")")
 _DEG_MIN_RE = re.compile(r"(\d+(?:\.\d+)?)\s*\^\s*(?:\{\s*\\circ\s*\}|\\circ)\s*(\d+(?:\.\d+)?)\s*"
                          r"(?:'|\^\s*\{?\s*\\prime\s*\}?)(?:\s*(\d+(?:\.\d+)?)\s*(?:''|\"))?")
@@ -219,11 +220,12 @@ def _mixed(whole: Fraction, part: Fraction) -> Fraction:
 
 
 class _Parser:
-    def __init__(self, s: str, thousands: bool):
+    def __init__(self, s: str, thousands: bool, clock: bool = True):
         self.s = s
         self.i = 0
         self.depth = 0
         self.thousands = thousands   # read "1,000" as one number (off when the gold is a list)
+        self.clock = clock           # refuse "3:45" (a clock time stays text) rather than 3/45
         self.units: list[str] = []
         self.nesting = 0             # inside (), [] or \{\}: "(1,100)" is a pair, not 1100
 
@@ -413,7 +415,7 @@ class _Parser:
         other = self.parse_union()
         if self.ws() == ":":
             self.error("a ratio of three parts")
-        if _is_int_literal(node) and _is_int_literal(other) and node[1] <= 24 and \
+        if self.clock and _is_int_literal(node) and _is_int_literal(other) and node[1] <= 24 and \
                 re.fullmatch(r"\s*\d+\s*:\s*\d\d\s*", self.s[start:self.i]):
             self.error("a clock time")
         return ("div", node, other)
@@ -796,7 +798,7 @@ class _Parser:
             return self.function(_FUNCS[fname.lower()])
         if name in _TEXTLIKE:
             content = self.arg_text()
-            sub = _Parser(content, self.thousands)
+            sub = _Parser(content, self.thousands, self.clock)
             sub.depth = self.depth
             return sub.parse()
         if name in _IGNORED_WRAPPERS or name == "overline":
@@ -899,17 +901,19 @@ _PRIMARY_CMDS = {"frac", "sqrt", "binom", "operatorname", "mathbb", "{", "lbrace
                  "overline"}
 
 
-def parse_answer(text: str, *, thousands: bool = True):
+def parse_answer(text: str, *, thousands: bool = True, clock: bool = True):
     """Parse one cleaned answer into a tuple tree; returns (tree, units dropped).
 
     thousands: read "1,000" as 1000. Off when the gold is a list, so "1,000" stays two items.
+    clock: refuse "3:45" (two-digit minutes) so a clock-time gold is compared as text; off for
+    a prediction whose gold is a number, where "11:21" is the ratio 11/21.
     Raises ParseError for anything it does not understand, never anything else.
     """
     if len(text) > MAX_ANSWER_CHARS:
         raise ParseError("answer too long")
     if not text.strip():
         raise ParseError("empty answer")
-    parser = _Parser(text, thousands)
+    parser = _Parser(text, thousands, clock)
     try:
         tree = parser.parse()
         _check_scalars(tree)

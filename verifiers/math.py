@@ -75,10 +75,10 @@ class _Pending:
 
 
 @lru_cache(maxsize=8192)
-def _parse(text: str, thousands: bool):
+def _parse(text: str, thousands: bool, clock: bool = True):
     """(tree, units) or (None, why); cached because golds and common answers repeat."""
     try:
-        return parse_answer(text, thousands=thousands)
+        return parse_answer(text, thousands=thousands, clock=clock)
     except ParseError as exc:
         return None, str(exc)
 
@@ -134,6 +134,12 @@ def _text_verdict(gold_text: str, pred_text: str, start, steps, extracted) -> Ma
                     pred_normalised=text_form(pred_text), kind="text")
 
 
+def _last_sentence(text: str) -> str:
+    """The completion's last sentence, for worded answers ("There is no solution.")."""
+    text = text[-300:].strip().rstrip(".!")
+    return re.split(r"[.!?\n]\s*", text)[-1].strip()
+
+
 def _parts(gold_tree) -> tuple:
     """The items of a multi-part gold (a list or a set)."""
     return gold_tree[1] if gold_tree[0] == "list" else gold_tree[3] if gold_tree[0] == "seq" else ()
@@ -143,7 +149,7 @@ def _hedged(extraction: Extraction, pred_tree, thousands: bool, steps) -> bool:
     """Boxed answers offered alongside the last one (``hedge_group``) are a hedge unless they all
     mean the same thing; a box superseded by later reasoning is not counted."""
     for other in extraction.others:
-        tree, _ = _parse(clean(other), thousands)
+        tree, _ = _parse(clean(other), thousands, False)
         judge = Judge()
         try:
             same = tree is not None and judge.judge(pred_tree, tree) == "equal"
@@ -171,6 +177,8 @@ def _prepare_pair(completion, gold, start, *, fallback_last_number=True,
     while True:
         found = extract_answer(completion, methods=methods,
                                fallback_last_number=fallback_last_number)
+        if found.answer is None and means_empty_set(_last_sentence(completion)):
+            found = Extraction(_last_sentence(completion), "bare")    # "There is no solution."
         if found.answer is None:
             return _verdict("no_answer", start, steps + ["no answer found in the completion"])
         steps.append(found.describe())
@@ -202,7 +210,7 @@ def _prepare_pair(completion, gold, start, *, fallback_last_number=True,
             steps.append("gold has several values: the boxed answers are read together")
             found = Extraction(", ".join(found.others + (found.answer,)), found.method)
             pred_text = clean(found.answer)
-        pred_tree, pred_units = _parse(pred_text, thousands)
+        pred_tree, pred_units = _parse(pred_text, thousands, False)
         if pred_tree is not None or found.method not in _WEAK:
             break
         steps.append(f"unparsable ({pred_units}); trying the next rule")
