@@ -1,7 +1,9 @@
 """Pull the final answer out of a completion: \\boxed{}, <answer>, "the answer is", #### ...
 
-Every rule is a linear scan (str.rfind or a regex without nested quantifiers), so a hostile
-completion costs time in proportion to its length, and only its last MAX_COMPLETION_CHARS count.
+Every rule is a linear scan (str.rfind, one brace-matching pass, or a regex without nested
+quantifiers), so a hostile completion costs time in proportion to its length, and only its last
+MAX_COMPLETION_CHARS count. A candidate written right after a negation ("10, not 9") is skipped by
+every rule.
 """
 from __future__ import annotations
 

@@ -13,7 +13,17 @@ How it stays fast and bounded:
   is computed; constants and expressions are compared numerically with mpmath (50 digits; random
   positive points for variables);
 - only what that cannot settle (non-linear inequalities, cancellation past 50 digits) goes to a
-  persistent sympy worker process that is killed if it overruns its time (``_math_pool``).
+  persistent sympy worker process that is killed if it overruns its time (``_math_pool``);
+- the in-process part is bounded too: extraction is linear in the completion, and one deadline
+  per call (``_math_deadline``) is checked inside parsing and judging, so any input returns
+  within ``timeout_s`` plus tens of milliseconds (an overrun is ``reason="timeout"``).
+
+Conventions a grader may not share (each documented where it is decided): a decimal gold is
+compared at the precision it is written with when it reads as a rounding, exactly when it reads
+as exact (``0.5``: ``0.54`` is wrong), and an exact gold exactly unless ``allow_rounded=True``
+(``_math_judge``'s precision policy); a ``%`` only in the prediction is read as a value or a unit
+as the gold's size says; an equation between numbers must be true; a candidate after "not" /
+"rather than" is never the answer; labels (``b=-3, c=0``, ``|AB|=1``) are set aside.
 
 Known limits: answer variables are taken as positive reals (so ``\\sqrt{x^2}`` equals ``x``
 unless the gold writes ``|x|``); calculus notation, set-builder notation and ``\\cases`` are
