@@ -110,12 +110,14 @@ def test_each_part_boxed_on_its_own_answers_a_multi_part_gold():
     far = "$\\boxed{-2}$ is one root.\n\nLong reasoning follows here.\n\nSo $\\boxed{1}$."
     assert not equal(far, "-2, 1")                          # boxes far apart are not read together
     assert not equal("$\\boxed{3}$ or $\\boxed{4}$", "4")    # one-part gold: still a hedge
+    assert equal("$\\boxed{x = 2}$ and $\\boxed{y = 1}$", "x=2, y=1")
 
 
 @pytest.mark.parametrize("gold,pred,expected", [
     ("1.22", "1,22", True), ("2.5", "2,5", True), ("0.75", "0{,}75", True), ("1000", "1 000", True),
     ("1250000", "1 250 000", True), ("1000", "1,000", True), ("2, 5", "2,5", True),
     ("2.5", "2, 5", False), ("1000", "100 0", False),
+    ("(-3, 0)", "-3,0", True), ("b=-3,c=0", "-3,0", True), ("(2,5)", "2 or 5", False),
 ])
 def test_decimal_commas_and_spaced_thousands(gold, pred, expected):
     assert equal(f"\\boxed{{{pred}}}", gold) is expected

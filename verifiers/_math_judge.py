@@ -713,7 +713,10 @@ class Judge:
         guard(pred)
         single = gold[0] in SCALAR or gold[0] in ("eq", "matrix") or (
             gold[0] == "seq" and gold[1] != "{" and kind_of(gold) != "interval")
-        if single and pred[0] == "list" and not all(i[0] == "rel" for i in pred[1]):
+        bare_tuple = gold[0] == "seq" and pred[0] == "list" and pred[2] == "," and \
+            len(pred[1]) == len(gold[3])                 # "2, 5" for the pair (2, 5)
+        if single and pred[0] == "list" and not bare_tuple and \
+                not all(i[0] == "rel" for i in pred[1]):
             hits = [self.quiet_same(gold, item) for item in pred[1]]
             if all(hits):
                 self.note("every alternative offered equals the gold")
@@ -1116,7 +1119,8 @@ class Judge:
     def sequence(self, g, p) -> bool:
         """Tuples are ordered; (1, 2) is never [1, 2] (an interval), but may be 1 < x < 2."""
         n, brackets = len(g[3]), g[1] + g[2]
-        if n == 2 and brackets == "()" and p[0] in ("rel", "list", "union"):
+        if n == 2 and brackets == "()" and (p[0] in ("rel", "union") or
+                                            p[0] == "list" and _interval_like(p)):
             self.note("gold pair read as an open interval")
             return self.intervals(g, p)
         if p[0] == "seq":

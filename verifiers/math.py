@@ -151,8 +151,9 @@ def _last_sentence(text: str) -> str:
 
 
 def _parts(gold_tree) -> tuple:
-    """The items of a multi-part gold (a list or a set)."""
-    return gold_tree[1] if gold_tree[0] == "list" else gold_tree[3] if gold_tree[0] == "seq" else ()
+    """The items of a multi-part gold (a list, a set, or several assignments)."""
+    return gold_tree[1] if gold_tree[0] in ("list", "assign") else \
+        gold_tree[3] if gold_tree[0] == "seq" else ()
 
 
 def _hedged(extraction: Extraction, pred_tree, thousands: bool, steps) -> bool:
@@ -210,8 +211,10 @@ def _prepare_pair(completion, gold, start, *, fallback_last_number=True,
         if gold_tree is None:
             steps.append(f"gold unparsable ({gold_units}): falling back to text")
             return _text_verdict(gold_text, pred_text, start, steps, found.answer)
-        multi = prepare(gold_tree)[0] == "list" or gold_tree[0] == "seq" and gold_tree[1] == "{"
-        thousands = not multi                              # "1,000" is a list if the gold is
+        multi = prepare(gold_tree)[0] in ("list", "assign") or \
+            gold_tree[0] == "seq" and gold_tree[1] == "{"
+        # "1,000" and "1,22" are lists when the gold has several parts (not 1000 or 1.22)
+        thousands = prepare(gold_tree)[0] not in ("list", "seq", "assign", "matrix")
         parts = len(_parts(prepare(gold_tree))) if multi else 1
         if multi and found.method == "boxed" and 1 + len(found.others) < parts and \
                 (boxes := last_boxes(completion, parts)):    # x = \boxed{1} or x = \boxed{-2}
