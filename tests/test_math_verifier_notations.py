@@ -111,6 +111,7 @@ def test_each_part_boxed_on_its_own_answers_a_multi_part_gold():
     assert not equal(far, "-2, 1")                          # boxes far apart are not read together
     assert not equal("$\\boxed{3}$ or $\\boxed{4}$", "4")    # one-part gold: still a hedge
     assert equal("$\\boxed{x = 2}$ and $\\boxed{y = 1}$", "x=2, y=1")
+    assert not equal("We test $\\boxed{1}$, wait, it is $\\boxed{-2}$.", "-2, 1")   # corrected
 
 
 @pytest.mark.parametrize("gold,pred,expected", [

@@ -92,6 +92,10 @@ def boxed_spans(text: str) -> list[tuple[str, int, int]]:
     return out
 
 
+_CORRECTION_RE = re.compile(r"\b(?:wait|actually|but|no|not|instead|mistake|wrong|oops|correct"
+                            r"|rather|hmm|recheck|however|sorry|fix)", re.I)
+
+
 def last_boxes(text: str, count: int) -> list[str] | None:
     """The last ``count`` boxed answers if they sit close together (each root or part boxed
     on its own: ``x = \\boxed{1}`` or ``x = \\boxed{-2}``), else None."""
@@ -100,8 +104,8 @@ def last_boxes(text: str, count: int) -> list[str] | None:
         return None
     for (_, _, end), (_, start, _) in zip(spans, spans[1:]):
         gap = text[-MAX_COMPLETION_CHARS:][end:start]
-        if len(gap) > 80 or "\n\n" in gap:
-            return None
+        if len(gap) > 80 or "\n\n" in gap or _CORRECTION_RE.search(gap):
+            return None                                # "\\boxed{1}, wait, \\boxed{-2}": superseded
     return [content for content, _, _ in spans]
 
 

@@ -692,6 +692,7 @@ class Judge:
     def __init__(self, rel_tol: float | None = None, allow_rounded: bool = False):
         self.rel_tol = rel_tol
         self.allow_rounded = allow_rounded
+        self._intervals: dict = {}        # tree -> its merged intervals (see interval_set)
         self.steps: list[str] = []
 
     def note(self, text: str):
@@ -735,7 +736,8 @@ class Judge:
                 self.note(f"different variables: {ga[0]} vs {pa[0]}")
                 return False
             old, new = _arguments(p[1][0]), _arguments(g[1][0])
-            if old != new and len(old) == len(new) and ga[0].endswith("(...)"):
+            if old != new and len(old) == len(new) and ga[0].endswith("(...)") and \
+                    free_symbols(pa[1]) <= set(old):
                 self.note(f"the function's variable renamed: {', '.join(old)} -> {', '.join(new)}")
                 return self.same(ga[1], _renamed(pa[1], old, new))
             return self.same(ga[1], pa[1])
@@ -1006,8 +1008,12 @@ class Judge:
         raise NeedSympy("a non-linear inequality")
 
     def interval_set(self, node):
-        """A sorted, merged list of (lo, hi, lo_closed, hi_closed); raises NeedSympy."""
-        return _merge(self._raw_intervals(node))
+        """A sorted, merged list of (lo, hi, lo_closed, hi_closed); raises NeedSympy.
+
+        Remembered per judge: matching m inequalities against each other solves each once."""
+        if node not in self._intervals:
+            self._intervals[node] = _merge(self._raw_intervals(node))
+        return self._intervals[node]
 
     def _raw_intervals(self, node):
         kind = node[0]
@@ -1082,31 +1088,27 @@ class Judge:
     def unordered(self, gold_items, pred_items) -> bool:
         """Sets and solution lists: the same elements, order and repeats ignored.
 
-        Each predicted element is matched against the (small, trusted) gold only, so a
-        prediction of m elements costs m x len(gold) comparisons, never m^2.
+        Every predicted element must equal a gold element, and every gold element must be hit
+        or equal one that is: m x k + k x k comparisons at most for m predicted and k gold
+        elements, and only k + m when one side is a single element (never m^2 in the
+        prediction, which may be hostile).
         """
         if pred_items is None:
             return False
-        gold_items = self._dedupe(gold_items)
-        hit = set()
+        gold_items = tuple(dict.fromkeys(gold_items))          # identical trees once
+        hit: dict[int, None] = {}
         for item in pred_items:
             match = next((k for k, g in enumerate(gold_items) if self.quiet_same(g, item)), None)
             if match is None:
                 self.note(f"{render_short(item)} in the prediction is not an element of the gold")
                 return False
-            hit.add(match)
-        if len(hit) < len(gold_items):
-            self.note(f"{len(gold_items)} element(s) vs {len(hit)}")
-            return False
-        self.note(f"same {len(gold_items)} element(s), order ignored")
+            hit[match] = None
+        for k, g in enumerate(gold_items):
+            if k not in hit and not any(self.quiet_same(g, gold_items[h]) for h in hit):
+                self.note(f"{render_short(g)} of the gold is missing from the prediction")
+                return False
+        self.note(f"same {len(hit)} element(s), order ignored")
         return True
-
-    def _dedupe(self, items):
-        out = []
-        for item in items:
-            if not any(self.quiet_same(item, seen) for seen in out):
-                out.append(item)
-        return out
 
     def quiet_same(self, a, b) -> bool:
         if a == b:
