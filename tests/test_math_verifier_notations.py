@@ -6,6 +6,8 @@ cases (tests/test_math_verifier.py runs it); these tests pin each rule and its l
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from verifiers import verify_math
 from verifiers._math_parse import number_from_words
@@ -159,3 +161,49 @@ def test_functions_choices_matrices_and_words():
     matrix = "\\begin{pmatrix} 2 \\\\ -1 \\end{pmatrix}"
     assert equal(f"The vector is {matrix}, as required.", matrix)
     assert equal("\\boxed{\\textbf{Odd}}", "\\text{odd}") and not equal("\\boxed{even}", "odd")
+
+
+# ---------------------------------------------------------------------------------------------
+# Properties: the false-positive classes stay closed for generated cases
+
+FEW = settings(max_examples=60, deadline=None, derandomize=True,
+               suppress_health_check=[HealthCheck.too_slow])
+ints = st.integers(-999, 999)
+
+
+@FEW
+@given(a=ints, b=ints)
+def test_a_false_equation_or_a_negated_candidate_never_scores(a, b):
+    assume(a != b)
+    assert not equal(f"\\boxed{{{a} = {b}}}", str(b))
+    assert not equal(f"The answer is {a}, not {b}.", str(b))
+    assert not equal(f"So $\\boxed{{{a}}}$, not $\\boxed{{{b}}}$.", str(b))
+    assert equal(f"The answer is {a}, not {b}.", str(a))
+
+
+@FEW
+@given(a=st.integers(1, 19), b=st.integers(1, 19))
+def test_number_words_side_by_side_are_never_added(a, b):
+    words = "zero one two three four five six seven eight nine ten eleven twelve thirteen " \
+            "fourteen fifteen sixteen seventeen eighteen nineteen".split()
+    assert not equal(f"{words[a]} {words[b]}", str(a + b))
+
+
+@FEW
+@given(tenths=st.integers(-990, 990), delta=st.integers(1, 4), sign=st.sampled_from([-1, 1]))
+def test_a_decimal_that_only_rounds_to_a_one_place_gold_never_scores(tenths, delta, sign):
+    gold = f"{tenths / 10:.1f}"
+    pred = f"{(10 * tenths + sign * delta) / 100:.2f}"          # 0.54 or 0.46 for 0.5
+    assert not equal(f"\\boxed{{{pred}}}", gold)
+    assert equal(f"\\boxed{{{tenths / 10:.2f}}}", gold)
+
+
+@FEW
+@given(gold=st.fractions(min_value=-500, max_value=500, max_denominator=8),
+       pct=st.fractions(min_value=-500, max_value=500, max_denominator=8))
+def test_a_percent_prediction_has_one_reading_chosen_by_the_gold(gold, pct):
+    assume(gold not in (0, 1, -1))
+    expected = pct / 100 == gold if abs(gold) < 1 else pct == gold
+    pred = f"\\frac{{{pct.numerator}}}{{{pct.denominator}}}\\%"
+    assert equal(f"\\boxed{{{pred}}}", f"\\frac{{{gold.numerator}}}{{{gold.denominator}}}") \
+        is expected
