@@ -128,6 +128,8 @@ def test_decimal_commas_and_spaced_thousands(gold, pred, expected):
 
 @pytest.mark.parametrize("gold,pred,expected", [
     ("2:3", "4:6", True), ("2:3", "3:2", False), ("3:45", "3:45", True), ("3:45", "1:15", False),
+    ("3:45", "3:45 \\text{ PM}", True), ("3:45 \\text{ AM}", "3:45 \\text{ PM}", False),
+    ("35", "C(7,3)", True), ("35", "C(7, 2)", False),
     ("10", "{5 \\choose 2}", True), ("\\binom{5}{2}", "{6 \\choose 2}", False),
     ("12", "12^{\\mathrm{th}}", True), ("12", "13^{th}", False),
     ("60^\\circ 42'", "60.7^\\circ", True), ("60^\\circ 42'", "60^\\circ", False),

@@ -53,6 +53,7 @@ _FRAC_RE = re.compile(r"\\[dtc]frac(?![a-zA-Z])")
 _DECIMAL_COMMA_RE = re.compile(r"(?<=\d)\{,\}(?=\d)")              # 0{,}75: LaTeX decimal comma
 _SPACED_THOUSANDS_RE = re.compile(r"(?<![\d.,])\d{1,3}(?: \d{3})+(?![\d/.,])")   # 1 250 000
 _CHOOSE_RE = re.compile(r"\{\s*([^{}]+?)\s*\\choose\s*([^{}]+?)\s*\}|^([^{}]+?)\s*\\choose\s*([^{}]+?)$")
+_C_NK_RE = re.compile(r"(?<![A-Za-z\\])C\s*\(\s*(\d{1,4})\s*,\s*(\d{1,4})\s*\)")   # C(7, 3)
 _ORDINAL = (r"(?:\\(?:mathrm|text|textrm|textnormal)\s*\{\s*(?:st|nd|rd|th)\s*\}|"
             r"(?:\\rm\s*)?(?:st|nd|rd|th)(?![a-zA-Z]))")
 _ORDINAL_RE = re.compile(r"(?<=\d)\s*\^\s*(?:\{\s*" + _ORDINAL + r"\s*\}|" + _ORDINAL + ")")
@@ -81,6 +82,8 @@ def clean(text: str) -> str:
         s = _DECIMAL_COMMA_RE.sub(",", s)
     if " " in s:
         s = _SPACED_THOUSANDS_RE.sub(lambda m: m.group().replace(" ", ""), s)
+    if "C" in s:
+        s = _C_NK_RE.sub(r"\\binom{\1}{\2}", s)
     if "choose" in s:
         s = _CHOOSE_RE.sub(lambda m: "\\binom{%s}{%s}" % (
             (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))), s)
@@ -411,13 +414,14 @@ class _Parser:
         node = self.parse_union()
         if self.nesting or self.ws() != ":" or self.s.startswith(":=", self.i):
             return node
+        colon = self.i
         self.i += 1
         other = self.parse_union()
         if self.ws() == ":":
             self.error("a ratio of three parts")
-        if self.clock and _is_int_literal(node) and _is_int_literal(other) and node[1] <= 24 and \
-                re.fullmatch(r"\s*\d+\s*:\s*\d\d\s*", self.s[start:self.i]):
-            self.error("a clock time")
+        if self.clock and re.fullmatch(r"\s*\d{1,2}\s*", self.s[start:colon]) and \
+                re.match(r"\s*\d\d(?![\d.])", self.s[colon + 1:]):
+            self.error("a clock time")                     # 3:45, 3:45 PM
         return ("div", node, other)
 
     def parse_union(self):

@@ -111,6 +111,7 @@ def _gold_answer(gold: str, steps: list) -> str:
 _CHOICE_RE = re.compile(r"\s*\(\s*([A-Ea-e])\s*\)|\s*([A-Ea-e])\)(?=\s|$)")
 
 
+_CLOCK_RE = re.compile(r"\d{1,2} \d\d(?: \d\d)?")                  # text_form of 3:45
 _GOLD_CHOICE_RE = re.compile(r"\(?\s*[A-E]\s*\)?")
 _TEXT_LABEL_RE = re.compile(r"[^=<>]{0,30}[A-Za-z][^=<>]{0,30}=(?!=)")
 
@@ -131,6 +132,11 @@ def _text_verdict(gold_text: str, pred_text: str, start, steps, extracted) -> Ma
         steps.append(f"choice {letter!r} read from {pred_text!r}")
         pred_text = letter
     same = bool(text_form(gold_text)) and text_form(gold_text) == text_form(pred_text)
+    if not same and _CLOCK_RE.fullmatch(text_form(gold_text)):    # 3:45 vs 3:45 PM
+        pred_clock = re.sub(r"\s*\b(?:am|pm|a m|p m)$", "", text_form(pred_text))
+        if pred_clock == text_form(gold_text):
+            steps.append("am/pm after a clock time set aside (the gold gives none)")
+            same = True
     if not same:                           # V_1:V_2=11:21 vs 11:21: a label on one side
         bare = [text_form(t[m.end():]) if (m := _TEXT_LABEL_RE.match(t)) else text_form(t)
                 for t in (gold_text, pred_text)]
