@@ -118,6 +118,7 @@ def test_each_part_boxed_on_its_own_answers_a_multi_part_gold():
 
 @pytest.mark.parametrize("gold,pred,expected", [
     ("1.22", "1,22", True), ("2.5", "2,5", True), ("0.75", "0{,}75", True), ("1000", "1 000", True),
+    ("1,5", "1.5", False),                                   # a gold's comma is a separator
     ("1250000", "1 250 000", True), ("1000", "1,000", True), ("2, 5", "2,5", True),
     ("2.5", "2, 5", False), ("1000", "100 0", False),
     ("(-3, 0)", "-3,0", True), ("b=-3,c=0", "-3,0", True), ("(2,5)", "2 or 5", False),

@@ -223,12 +223,12 @@ def _mixed(whole: Fraction, part: Fraction) -> Fraction:
 
 
 class _Parser:
-    def __init__(self, s: str, thousands: bool, clock: bool = True):
+    def __init__(self, s: str, thousands: bool, gold: bool = True):
         self.s = s
         self.i = 0
         self.depth = 0
         self.thousands = thousands   # read "1,000" as one number (off when the gold is a list)
-        self.clock = clock           # refuse "3:45" (a clock time stays text) rather than 3/45
+        self.gold = gold             # a gold: "3:45" stays a clock time, "1,5" stays a list
         self.units: list[str] = []
         self.nesting = 0             # inside (), [] or \{\}: "(1,100)" is a pair, not 1100
 
@@ -419,7 +419,7 @@ class _Parser:
         other = self.parse_union()
         if self.ws() == ":":
             self.error("a ratio of three parts")
-        if self.clock and re.fullmatch(r"\s*\d{1,2}\s*", self.s[start:colon]) and \
+        if self.gold and re.fullmatch(r"\s*\d{1,2}\s*", self.s[start:colon]) and \
                 re.match(r"\s*\d\d(?![\d.])", self.s[colon + 1:]):
             self.error("a clock time")                     # 3:45, 3:45 PM
         return ("div", node, other)
@@ -631,7 +631,7 @@ class _Parser:
             if (dec := _DECIMAL_RE.match(self.s, self.i)):
                 text += dec.group()
                 self.i = dec.end()
-        elif self.thousands and not self.nesting and _digit(text) and \
+        elif self.thousands and not self.nesting and not self.gold and _digit(text) and \
                 (comma := _DECIMAL_COMMA_AT.match(self.s, self.i)):
             text += "." + comma.group(1)                  # 1,22 (a scalar gold): a decimal comma
             self.i = comma.end()
@@ -802,7 +802,7 @@ class _Parser:
             return self.function(_FUNCS[fname.lower()])
         if name in _TEXTLIKE:
             content = self.arg_text()
-            sub = _Parser(content, self.thousands, self.clock)
+            sub = _Parser(content, self.thousands, self.gold)
             sub.depth = self.depth
             return sub.parse()
         if name in _IGNORED_WRAPPERS or name == "overline":
@@ -905,19 +905,20 @@ _PRIMARY_CMDS = {"frac", "sqrt", "binom", "operatorname", "mathbb", "{", "lbrace
                  "overline"}
 
 
-def parse_answer(text: str, *, thousands: bool = True, clock: bool = True):
+def parse_answer(text: str, *, thousands: bool = True, gold: bool = True):
     """Parse one cleaned answer into a tuple tree; returns (tree, units dropped).
 
     thousands: read "1,000" as 1000. Off when the gold is a list, so "1,000" stays two items.
-    clock: refuse "3:45" (two-digit minutes) so a clock-time gold is compared as text; off for
-    a prediction whose gold is a number, where "11:21" is the ratio 11/21.
+    gold: the text is a gold answer, read conservatively: "3:45" (two-digit minutes) is refused
+    so a clock time is compared as text, and "1,5" is a list. For a prediction (False) whose
+    gold is a number, "11:21" is the ratio 11/21 and "1,22" the decimal 1.22.
     Raises ParseError for anything it does not understand, never anything else.
     """
     if len(text) > MAX_ANSWER_CHARS:
         raise ParseError("answer too long")
     if not text.strip():
         raise ParseError("empty answer")
-    parser = _Parser(text, thousands, clock)
+    parser = _Parser(text, thousands, gold)
     try:
         tree = parser.parse()
         _check_scalars(tree)

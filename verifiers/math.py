@@ -85,10 +85,10 @@ class _Pending:
 
 
 @lru_cache(maxsize=8192)
-def _parse(text: str, thousands: bool, clock: bool = True):
+def _parse(text: str, thousands: bool, gold: bool = True):
     """(tree, units) or (None, why); cached because golds and common answers repeat."""
     try:
-        return parse_answer(text, thousands=thousands, clock=clock)
+        return parse_answer(text, thousands=thousands, gold=gold)
     except ParseError as exc:
         return None, str(exc)
 
