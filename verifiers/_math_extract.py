@@ -1,12 +1,16 @@
 """Pull the final answer out of a completion: \\boxed{}, <answer>, "the answer is", #### ...
 
-Every rule is a linear scan (str.rfind or a regex without nested quantifiers), so a hostile
-completion costs time in proportion to its length, and only its last MAX_COMPLETION_CHARS count.
+Every rule is a linear scan (str.rfind, one brace-matching pass, or a regex without nested
+quantifiers), so a hostile completion costs time in proportion to its length, and only its last
+MAX_COMPLETION_CHARS count. A candidate written right after a negation ("10, not 9") is skipped by
+every rule.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from verifiers._math_parse import number_from_words
 
 MAX_COMPLETION_CHARS = 20_000   # answers sit at the end; a longer completion is cut from the front
 EXTRACTION = ("boxed", "answer_tag", "the_answer_is", "gsm8k", "bare", "latex_delims",
@@ -15,6 +19,7 @@ _DESCRIBE = {"boxed": "\\boxed{}", "answer_tag": "<answer> tags", "the_answer_is
              "gsm8k": "'####'", "bare": "the whole completion", "latex_delims": "the last $...$",
              "last_number": "the last number (fallback)"}
 
+_BRACE_TOKEN_RE = re.compile(r"\\.|[{}]", re.S)       # an escaped pair, or a brace
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![a-zA-Z])\s*")
 _ANSWER_IS_RE = re.compile(r"(?:final\s+answer|\banswer)\*{0,2}\s*(?:is\b|:|=)", re.IGNORECASE)
 _NUMBER_RE = re.compile(r"(?<![\w.])(?:\d{1,2}:\d{2}(?::\d{2})?(?![\d:])"     # a clock time 3:45
@@ -24,6 +29,17 @@ _SENTENCE_END_RE = re.compile(r"\.(?:\s|$)|\n")
 _PROSE_RE = re.compile(r"[A-Za-z]{2,}[\s,]+[A-Za-z]{2,}")
 _DELIMS_RE = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]", re.S)
 _LATEX_WORD_RE = re.compile(r"\\[a-zA-Z]+|\\text\w*\s*\{[^{}]*\}")
+# A candidate written right after a negation is rejected, not offered: "5, not 6", "4 rather
+# than 3", "\\boxed{8}, not \\boxed{12}", "x = 3, not x = 2". Matched on the text just before it.
+_NEGATED_RE = re.compile(r"(?:\bnot|\brather\s+than|\binstead\s+of|\\neq?)\s*(?:\$|\\\(|\()?\s*"
+                         r"(?:\\boxed\s*\{\s*)?(?:[A-Za-z](?:_\{?\w+\}?)?\s*=\s*)?$", re.I)
+_NEGATION_RE = re.compile(r",?\s*(?:\b(?:and|but)\s+)?(?:\bnot\b|\brather\s+than\b|"
+                          r"\binstead\s+of\b)", re.I)
+
+
+def _negated(text: str, start: int) -> bool:
+    """True if the candidate starting at text[start] follows a negation ("..., not 6")."""
+    return bool(_NEGATED_RE.search(text[max(0, start - 40):start]))
 
 
 @dataclass(frozen=True)
@@ -37,37 +53,36 @@ class Extraction:
         return f"extracted {self.answer!r} from {_DESCRIBE[self.method]}"
 
 
-def balanced(text: str, start: int):
-    """Content of the {...} group opening at text[start], or None if it never closes."""
-    depth = 0
-    k = start
-    while k < len(text):
-        c = text[k]
-        if c == "\\":
-            k += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return text[start + 1:k], k + 1
-        k += 1
-    return None
+def brace_matches(text: str, start: int = 0) -> dict[int, int]:
+    """{index of "{": index of its "}"} for every group that closes, in one pass from start.
+
+    One stack scan instead of a scan per group, so a completion full of unclosed ``\\boxed{``
+    costs time in proportion to its length (a backslash escapes the character after it).
+    """
+    out, stack = {}, []
+    for m in _BRACE_TOKEN_RE.finditer(text, start):
+        if m.group() == "{":
+            stack.append(m.start())
+        elif m.group() == "}" and stack:
+            out[stack.pop()] = m.start()
+    return out
 
 
 def boxed_spans(text: str) -> list[tuple[str, int, int]]:
     """(content, start, end) of every outermost \\boxed{...} / \\fbox{...}, in order."""
-    out, covered = [], -1
+    out, covered, matches = [], -1, None
     for m in _BOX_RE.finditer(text):
         if m.start() < covered:
             continue                                   # inside an earlier box
+        if _negated(text, m.start()):
+            continue                                   # "\\boxed{8}, not \\boxed{12}"
         j = m.end()
         if j < len(text) and text[j] == "{":
-            group = balanced(text, j)
-            if group is None:
+            if matches is None:                        # braces before the first box
+                matches = brace_matches(text, j)       # cannot change the pairs after it
+            if j not in matches:
                 continue                               # truncated completion
-            content, covered = group
+            content, covered = text[j + 1:matches[j]], matches[j] + 1
         else:                                          # \boxed 5
             token = re.match(r"[^\s$]+", text[j:j + 50])
             if not token:
@@ -77,13 +92,30 @@ def boxed_spans(text: str) -> list[tuple[str, int, int]]:
     return out
 
 
+_CORRECTION_RE = re.compile(r"\b(?:wait|actually|but|no|not|instead|mistake|wrong|oops|correct"
+                            r"|rather|hmm|recheck|however|sorry|fix)", re.I)
+
+
+def last_boxes(text: str, count: int) -> list[str] | None:
+    """The last ``count`` boxed answers if they sit close together (each root or part boxed
+    on its own: ``x = \\boxed{1}`` or ``x = \\boxed{-2}``), else None."""
+    spans = boxed_spans(text[-MAX_COMPLETION_CHARS:])[-count:]
+    if len(spans) < count:
+        return None
+    for (_, _, end), (_, start, _) in zip(spans, spans[1:]):
+        gap = text[-MAX_COMPLETION_CHARS:][end:start]
+        if len(gap) > 80 or "\n\n" in gap or _CORRECTION_RE.search(gap):
+            return None                                # "\\boxed{1}, wait, \\boxed{-2}": superseded
+    return [content for content, _, _ in spans]
+
+
 def boxed_answers(text: str) -> list[str]:
     """Contents of every outermost \\boxed{...} / \\fbox{...}, in order (nested ones skipped)."""
     return [content for content, _, _ in boxed_spans(text)]
 
 
 # between two boxes offered as alternatives: only connectors ("or", ",", "\text{ or }", "$ $")
-_CONNECTOR_RE = re.compile(r"(?:[\s$,;/&.]|\\[,;!: ]|\\(?:text|mathrm|textbf)\s*\{\s*(?:or|and|either)?\s*\}"
+_CONNECTOR_RE = re.compile(r"(?:[\s$,;/&.]|\\[,;!: ]|\\(?:text|mathrm|textbf)\s*\{\s*(?:(?:or|and|either)\s*)?\}"
                            r"|\\quad|\\qquad|\b(?:or|and|either|maybe|possibly)\b)*", re.I)
 
 
@@ -120,6 +152,8 @@ def _the_answer_is(text: str):
         rest = rest.lstrip()
     cut = _SENTENCE_END_RE.search(rest)
     phrase = rest[:cut.start()] if cut else rest
+    negation = _NEGATION_RE.search(phrase)                # "5, not 6": the rejected one goes
+    phrase = phrase[:negation.start()] if negation else phrase
     phrase = phrase.strip(" \t*:.,")
     return phrase[:300] or None
 
@@ -137,6 +171,8 @@ def _is_bare(text: str) -> bool:
     text = text.strip()
     if len(text) > 200 or "\n" in text:
         return False
+    if number_from_words(text.rstrip(".")) is not None:
+        return True                                    # "forty two", "one hundred and five"
     math = _DELIMS_RE.findall(text)
     if math and _DELIMS_RE.sub("", text).strip(" .,;:"):
         return False                                   # prose around a $...$ segment
@@ -144,17 +180,26 @@ def _is_bare(text: str) -> bool:
 
 
 def _latex_delims(text: str):
-    """The content of the math segment that ends last: $...$, $$...$$, \\(...\\), \\[...\\]."""
+    """The content of the math segment that ends last: $...$, $$...$$, \\(...\\), \\[...\\], or a
+    matrix environment written in running text without delimiters."""
     best_end, best = -1, None
+    end = text.rfind("\\end{")
+    env = _MATRIX_END_RE.match(text, end) if end >= 0 else None
+    start = text.rfind(f"\\begin{{{env.group(1)}}}", 0, end) if env else -1
+    if start >= 0:
+        best_end, best = end, text[start:env.end()]
     for open_, close in (("\\(", "\\)"), ("\\[", "\\]")):
         end = text.rfind(close)
         start = text.rfind(open_, 0, end) if end >= 0 else -1
         if start >= 0 and end > best_end:
             best_end, best = end, text[start + 2:end]
-    segments = _dollar_segments(text)
+    segments = [seg for seg in _dollar_segments(text) if not _negated(text, seg[0])]
     if segments and segments[-1][1] > best_end:
         best = text[segments[-1][0]:segments[-1][1]]
     return best.strip() if best and best.strip() else None
+
+
+_MATRIX_END_RE = re.compile(r"\\end\{([pbvBV]?matrix)\}")
 
 
 def _dollar_segments(text: str):
@@ -193,6 +238,8 @@ def _dollar_segments(text: str):
 
 def _last_number(text: str):
     matches = list(_NUMBER_RE.finditer(text))
+    while matches and _negated(text, matches[-1].start()):
+        matches.pop()                                  # "10, not 9": 9 is rejected
     if not matches:
         return None
     last = matches[-1]

@@ -21,7 +21,10 @@ import math
 import threading
 from fractions import Fraction
 
-MAX_BITS = 300_000           # largest numerator/denominator an exact value may reach
+from verifiers._math_deadline import check_time
+
+MAX_BITS = 65_536            # largest numerator/denominator an exact value may reach (one
+                             # Fraction step at this size costs milliseconds, not a second)
 MAX_FACTORIAL = 5000         # n! computed exactly up to here (5000! has ~54k bits)
 MAX_ROOT_INDEX = 1000
 SCALAR = {"num", "sym", "const", "add", "mul", "div", "neg", "pow", "root", "fn", "fact", "pct",
@@ -62,13 +65,25 @@ def _iroot(n: int, q: int):
     """The integer q-th root of n >= 0 if n is a perfect q-th power, else None."""
     if n < 2:
         return n
-    x = 1 << -(-n.bit_length() // q)            # an upper bound; Newton descends from above
+    x = _root_above(n, q)                        # an upper bound; Newton descends from above
     while True:
+        check_time()
         y = ((q - 1) * x + n // x ** (q - 1)) // q
         if y >= x:
             break
         x = y
     return x if x ** q == n else None
+
+
+def _root_above(n: int, q: int) -> int:
+    """An integer >= n**(1/q), within a relative 1e-9 of it: Newton from a bound only 2x too
+    high needs ~q steps to get close (minutes for q = 1000 on a big n), from here a few."""
+    shift = max(n.bit_length() - 64, 0)
+    log2 = (math.log2(n >> shift) + shift) / q
+    whole = int(log2)
+    mantissa = int(2 ** (log2 - whole) * (1 + 1e-9) * 2 ** 60)       # 2^(log2 - whole) << 60
+    x = (mantissa >> 60 - whole if whole < 60 else mantissa << whole - 60) + 1
+    return x if x ** q >= n else 1 << -(-n.bit_length() // q)
 
 
 def _root(value: Fraction, q: int) -> Fraction:
@@ -102,6 +117,7 @@ def _power(base: Fraction, exp: Fraction) -> Fraction:
 
 def exact(node, env=None) -> Fraction:
     """The exact rational value of a tree; raises _NotExact or TooLarge (guards come first)."""
+    check_time()
     kind = node[0]
     if kind == "num":
         return node[1]
@@ -175,6 +191,7 @@ def guard(node):
     Syntactic: runs before anything is evaluated, so ``x + 999999!`` or ``y^{10^{10}}`` never
     reach mpmath or sympy, whatever else the tree contains.
     """
+    check_time()
     kind = node[0]
     if kind == "fact":
         n = try_exact(node[1])
@@ -231,6 +248,7 @@ class Numeric:
             raise _Undefined(type(exc).__name__) from None
 
     def _ev(self, node):
+        check_time()
         mp, kind = self.mp, node[0]
         if kind == "num":
             return mp.mpf(node[1].numerator) / node[1].denominator
@@ -331,7 +349,7 @@ def close(a, b, rel) -> bool:
 # Small tree helpers.
 
 _KINDS = SCALAR | {"eq", "rel", "in", "list", "seq", "union", "matrix", "empty", "reals",
-                   "text", "pm", "assign"}
+                   "text", "pm", "assign", "setminus"}
 
 
 def _is_node(part) -> bool:
@@ -437,6 +455,52 @@ def gold_places(node):
     return node[2] if node[0] == "num" else None
 
 
+# Precision policy (gold-guided). A written decimal is either an exact value or a rounding:
+# - a decimal gold is read as *rounded* when it has two or more places and does not end in 5
+#   (3.14, 0.33, 85.71, 1.50): a prediction within half a unit of its last place is accepted
+#   (3.14159), and so is a rounding of the gold at fewer places if the prediction shows enough
+#   digits (3.14159 gold, 3.14 prediction);
+# - a decimal gold with one place or ending in 5 (0.5, 2.4, 0.25, 0.125) is read as *exact*:
+#   only the same value is accepted (0.54 and 0.46 are other answers, not 0.5 "at one place");
+# - an exact gold (1/3, 600/7, sqrt 2, pi, 1/8) is matched exactly: 0.33 is not 1/3, because
+#   whether a rounded decimal answers the question depends on the question, which the verifier
+#   does not see. With ``allow_rounded=True`` (the question asks for a decimal), an exact gold
+#   with no finite decimal accepts its rounding at the places the prediction writes, if the
+#   prediction shows enough digits (85.71 or 85.7 for 600/7); 1/8 still needs 0.125.
+# "Enough digits": two decimal places or three significant digits (0.33 and 85.7 for 1/3 and
+# 600/7; not 0.3 or 3.1). Truncations (0.66 for 2/3) are not roundings.
+
+def _places(node):
+    """Decimal places written in a literal (or its negation), else None."""
+    if node[0] == "neg":
+        return _places(node[1])
+    return node[2] if node[0] == "num" and node[2] else None
+
+
+def _digits_shown(value: Fraction, places: int) -> bool:
+    """Two or more decimal places, or three or more significant digits."""
+    return places >= 2 or len(str(abs(int(value * 10 ** places)))) >= 3
+
+
+def _rounded_gold(value: Fraction, places: int) -> bool:
+    """A decimal gold that reads as a rounding: two or more places, last digit not 5."""
+    return places >= 2 and abs(int(value * 10 ** places)) % 10 != 5
+
+
+def _terminates(value: Fraction) -> bool:
+    """True if value has a finite decimal expansion (denominator 2^a 5^b)."""
+    d = value.denominator
+    for prime in (2, 5):
+        while d % prime == 0:
+            d //= prime
+    return d == 1
+
+
+def _within(a, b, places: int) -> bool:
+    """|a - b| <= half a unit in the last of ``places`` decimal places."""
+    return abs(a - b) * 2 * 10 ** places <= 1
+
+
 # ---------------------------------------------------------------------------------------------
 # Normal forms of structures.
 
@@ -449,6 +513,37 @@ def _name(node):
             all(a[0] == "sym" for a in node[1][1][3])):
         return node[1][0][1] + "(...)"
     return None
+
+
+def _label(node) -> bool:
+    """A name standing for a value: ``x``, ``AB``, ``|AB|``, ``V_1:V_2``, ``f(x)``, ``P(A)``."""
+    kind = node[0]
+    if kind == "sym":
+        return True
+    if kind == "mul":
+        return all(f[0] == "sym" or f[0] == "seq" and f[1] == "(" and
+                   all(a[0] == "sym" for a in f[3]) for f in node[1])
+    if kind == "fn" and node[1] == "abs":
+        return _label(node[2][0])
+    return kind == "div" and _label(node[1]) and _label(node[2])
+
+
+def _arguments(lhs):
+    """Variable names in ``f(x)`` / ``f(x, y)`` on the left of an assignment, else ()."""
+    if lhs[0] != "mul" or len(lhs[1]) != 2:
+        return ()
+    arg = lhs[1][1]
+    return (arg[1],) if arg[0] == "sym" else tuple(a[1] for a in arg[3]) if arg[0] == "seq" else ()
+
+
+def _renamed(value, old, new):
+    """value with the variables ``old`` renamed to ``new`` (position by position)."""
+    temps = [f"_{k}" for k in range(len(old))]
+    for name, temp in zip(old, temps):
+        value = substitute(value, name, ("sym", temp))
+    for temp, name in zip(temps, new):
+        value = substitute(value, temp, ("sym", name))
+    return value
 
 
 def _assignment(node):
@@ -505,6 +600,8 @@ def prepare(node):
         return prepare(node[2])
     if kind == "eq" and len(node[1]) > 2:
         # "x = 2 + 3 = 5": the last part is the value, the first the name if there is one.
+        if not free_symbols(node):
+            return node                              # 2 + 3 = 5 = 6: the judge checks each step
         node = ("eq", (node[1][0], node[1][-1])) if node[1][0][0] == "sym" else node[1][-1]
         return prepare(node)
     if kind == "eq" and node[1][0][0] == "seq" and node[1][1][0] == "seq":
@@ -550,7 +647,8 @@ def kind_of(node) -> str:
         if len(node[3]) == 2 and any(_infinite(x) for x in node[3]):
             return "interval"                          # (2, \infty): no point has an infinite coordinate
         return "tuple"
-    return {"union": "interval", "reals": "interval", "empty": "set", "matrix": "matrix",
+    return {"union": "interval", "reals": "interval", "setminus": "interval", "empty": "set",
+            "matrix": "matrix",
             "eq": "equation", "rel": "inequality", "list": "list", "assign": "assignments",
             "text": "text"}.get(kind, kind)
 
@@ -561,7 +659,7 @@ def _infinite(node) -> bool:
 
 
 def _interval_like(node) -> bool:
-    return node[0] in ("union", "reals", "empty", "rel") or (
+    return node[0] in ("union", "reals", "empty", "rel", "setminus") or (
         node[0] == "seq" and len(node[3]) == 2 and node[1] in "([" and node[2] in ")]") or (
         node[0] == "list" and all(_interval_like(i) for i in node[1]))
 
@@ -586,11 +684,15 @@ class Judge:
     """Gold-guided comparison of two parsed answers; records its path in ``steps``.
 
     rel_tol: accept decimals within this relative error of the gold (None: compare at the
-    precision written in the gold, the default and the only mode the benchmark uses).
+    precision written, the precision policy above; the default and what the benchmark uses).
+    allow_rounded: an exact gold with no finite decimal (600/7) also accepts its rounding at
+    the places the prediction writes (85.71) -- for questions that ask for a rounded decimal.
     """
 
-    def __init__(self, rel_tol: float | None = None):
+    def __init__(self, rel_tol: float | None = None, allow_rounded: bool = False):
         self.rel_tol = rel_tol
+        self.allow_rounded = allow_rounded
+        self._intervals: dict = {}        # tree -> its merged intervals (see interval_set)
         self.steps: list[str] = []
 
     def note(self, text: str):
@@ -599,6 +701,11 @@ class Judge:
     # -- entry ----------------------------------------------------------------------------------
     def judge(self, gold, pred) -> str:
         """'equal', 'not_equal' or 'hedged' (several different answers offered for one)."""
+        if pred[0] == "eq" and len(pred[1]) > 2 and gold[0] != "eq" and \
+                not free_symbols(("eq", pred[1][1:])) and not all(
+                    self.quiet_same(a, b) for a, b in zip(pred[1][1:], pred[1][2:])):
+            self.note("the prediction states a false equation between numbers")  # x = 3 = 4
+            return "not_equal"
         gold, pred = prepare(gold), prepare(pred)
         if gold == pred:
             self.note("identical after normalisation")
@@ -607,7 +714,10 @@ class Judge:
         guard(pred)
         single = gold[0] in SCALAR or gold[0] in ("eq", "matrix") or (
             gold[0] == "seq" and gold[1] != "{" and kind_of(gold) != "interval")
-        if single and pred[0] == "list" and not all(i[0] == "rel" for i in pred[1]):
+        bare_tuple = gold[0] == "seq" and pred[0] == "list" and pred[2] == "," and \
+            len(pred[1]) == len(gold[3])                 # "2, 5" for the pair (2, 5)
+        if single and pred[0] == "list" and not bare_tuple and \
+                not all(i[0] == "rel" for i in pred[1]):
             hits = [self.quiet_same(gold, item) for item in pred[1]]
             if all(hits):
                 self.note("every alternative offered equals the gold")
@@ -619,11 +729,17 @@ class Judge:
         return "equal" if self.same(gold, pred) else "not_equal"
 
     def same(self, g, p) -> bool:
+        check_time()
         ga, pa = _assignment(g), _assignment(p)
         if ga and pa:
             if ga[0] != pa[0]:
                 self.note(f"different variables: {ga[0]} vs {pa[0]}")
                 return False
+            old, new = _arguments(p[1][0]), _arguments(g[1][0])
+            if old != new and len(old) == len(new) and ga[0].endswith("(...)") and \
+                    free_symbols(pa[1]) <= set(old):
+                self.note(f"the function's variable renamed: {', '.join(old)} -> {', '.join(new)}")
+                return self.same(ga[1], _renamed(pa[1], old, new))
             return self.same(ga[1], pa[1])
         if ga and p[0] != "eq" and ga[1][0] != "eq":
             self.note(f"gold assigns {ga[0]}: comparing its value")
@@ -631,7 +747,15 @@ class Judge:
         if pa and g[0] != "eq":
             self.note(f"prediction assigns {pa[0]}: comparing its value")
             return self.same(g, pa[1])
+        if g[0] == "eq" and len(g[1]) == 2 and p[0] != "eq" and _label(g[1][0]) and \
+                not free_symbols(g[1][1]):
+            self.note(f"gold names its value {render_short(g[1][0])}: comparing the value")
+            return self.same(g[1][1], p)
         if p[0] == "eq" and g[0] in SCALAR and not free_symbols(p[1][-1]):
+            if not free_symbols(p) and not all(
+                    self.quiet_same(a, b) for a, b in zip(p[1], p[1][1:])):
+                self.note("the prediction states a false equation between numbers")
+                return False
             self.note(f"prediction states {render_short(p[1][0])} = value: comparing the value")
             return self.same(g, p[1][-1])
         gk = g[0]
@@ -645,7 +769,11 @@ class Judge:
             return self.equations(g, p) if p[0] == "eq" else self.mismatch(g, p)
         if gk == "rel" and p[0] == "rel" and len(self.rel_symbols(g)) > 1:
             return self.relations(g, p)
-        if gk in ("rel", "union", "reals") or gk == "seq" and kind_of(g) == "interval":
+        if gk == "list" and _interval_like(g) and _interval_like(p) and \
+                len(free_symbols(g) | free_symbols(p)) <= 1:
+            return self.intervals(g, p)                  # x < 2 or x > 3 vs a union
+        if gk in ("rel", "union", "reals", "setminus") or gk == "seq" and \
+                kind_of(g) == "interval":
             return self.intervals(g, p) if _interval_like(p) else self.mismatch(g, p)
         if gk == "empty":
             return (_items(p) == () or _interval_like(p) and self.intervals(g, p)) or \
@@ -654,6 +782,8 @@ class Judge:
             if kind_of(p) == "interval" or gk == "seq" and kind_of(p) == "tuple":
                 return self.mismatch(g, p)
             items = _items(p) if p[0] in ("list", "seq", "empty") else (p,)
+            if p[0] == "assign":                          # b = -3, c = 0 for "-3, 0"
+                items = tuple(value for _, value in p[1])
             return self.unordered(_items(g), items)
         if gk == "seq":                                  # tuples, pairs, vectors
             return self.sequence(g, p)
@@ -681,12 +811,21 @@ class Judge:
         converted = ("div", inner, _num(100)) if marked[0] == "pct" else \
             ("mul", (inner, ("const", "pi"), ("pow", _num(180), _num(-1))))
         word = "percent sign" if marked[0] == "pct" else "degree sign"
-        for reading, how in ((inner, "as a unit"), (converted, "as its value")):
+        readings = ((inner, "as a unit"), (converted, "as its value"))
+        if marked is p and unit_p == "pct":
+            # Gold-guided: a bare gold below 1 in size is a proportion (0.25: the prediction's
+            # 25% is its value), above 1 a number of percent (25: the % is a unit). Either way
+            # one reading only, so 0.25% is not 0.25 and 2500% is not 25.
+            size = try_exact_quiet(g)
+            if size is not None and abs(size) != 1 and size != 0:
+                readings = readings[1:] if abs(size) < 1 else readings[:1]
+        for reading, how in readings:
             pair = (reading, other) if marked is g else (other, reading)
             if self.core(*pair, quiet=True):
                 self.note(f"{word} read {how}: equal")
                 return True
-        self.note(f"not equal with the {word} read as a unit or as its value")
+        self.note(f"not equal with the {word} read "
+                  f"{' or '.join(how for _, how in readings)}")
         return False
 
     def core(self, g, p, quiet: bool = False) -> bool:
@@ -700,20 +839,30 @@ class Judge:
             if gv == pv:
                 note("exact rational compare: equal")
                 return True
-            return self.rounded(g, gv, pv, note, "exact rational compare")
+            return self.rounded(g, p, gv, pv, note, "exact rational compare")
         names = free_symbols(g) | free_symbols(p)
         if not names:
             return self.constant(g, p, note)
         return self.identity(g, p, sorted(names), note)
 
-    def rounded(self, g, gv, pv, note, how) -> bool:
-        """A decimal gold is compared at the precision it is written with (3.14 ~ 3.14159)."""
-        places = gold_places(g)
+    def rounded(self, g, p, gv, pv, note, how) -> bool:
+        """Two different values that may still be one answer written at some precision: the
+        precision policy above (``_places`` and below); ``gv``, ``pv`` exact or mpmath reals."""
         if self.rel_tol is not None and abs(pv - gv) <= self.rel_tol * abs(gv):
             note(f"{how}: equal within rel_tol={self.rel_tol}")
             return True
-        if places and abs(pv - gv) <= Fraction(1, 2 * 10 ** places):
-            note(f"{how}: equal at the {places} decimal places written in the gold")
+        gp, pp = _places(g), _places(p)
+        exact_g = try_exact_quiet(g)
+        if gp and _rounded_gold(exact_g, gp):
+            if _within(pv, gv, gp):
+                note(f"{how}: equal at the {gp} decimal places written in the gold")
+                return True
+            if pp and pp < gp and _digits_shown(pv, pp) and _within(gv, pv, pp):
+                note(f"{how}: the gold rounded at the {pp} places written in the prediction")
+                return True
+        elif self.allow_rounded and not gp and pp and _digits_shown(pv, pp) and _within(gv, pv, pp) and (
+                exact_g is None or not _terminates(exact_g)):
+            note(f"{how}: the exact gold rounded at the {pp} places written in the prediction")
             return True
         note(f"{how}: not equal")
         return False
@@ -731,13 +880,12 @@ class Judge:
             note("numeric compare at 50 digits: equal")
             return True
         real = num.mp.im(a) == 0 and num.mp.im(b) == 0
-        places = gold_places(g)
-        if real and places and abs(a - b) <= num.mp.mpf(5) / 10 ** (places + 1):
-            note(f"numeric compare: equal at the {places} decimal places written in the gold")
-            return True
-        if real and self.rel_tol is not None and abs(a - b) <= self.rel_tol * abs(a):
-            note(f"numeric compare: equal within rel_tol={self.rel_tol}")
-            return True
+        if real and (self.rel_tol is not None or _places(g) or _places(p)):
+            said = []
+            if self.rounded(g, p, Fraction(str(num.mp.nstr(a, 40))),
+                            Fraction(str(num.mp.nstr(b, 40))), said.append, "numeric compare"):
+                note(said[-1])
+                return True
         if num.lossy:
             return self.undecided_scalar(g, p, "cancellation at 50 digits")
         note(f"numeric compare at 50 digits: {num.mp.nstr(a, 8)} != {num.mp.nstr(b, 8)}")
@@ -860,8 +1008,12 @@ class Judge:
         raise NeedSympy("a non-linear inequality")
 
     def interval_set(self, node):
-        """A sorted, merged list of (lo, hi, lo_closed, hi_closed); raises NeedSympy."""
-        return _merge(self._raw_intervals(node))
+        """A sorted, merged list of (lo, hi, lo_closed, hi_closed); raises NeedSympy.
+
+        Remembered per judge: matching m inequalities against each other solves each once."""
+        if node not in self._intervals:
+            self._intervals[node] = _merge(self._raw_intervals(node))
+        return self._intervals[node]
 
     def _raw_intervals(self, node):
         kind = node[0]
@@ -869,6 +1021,12 @@ class Judge:
             return [(node[3][0], node[3][1], node[1] == "[", node[2] == "]")]
         if kind == "union":
             return [iv for part in node[1] for iv in self._raw_intervals(part)]
+        if kind == "setminus":                           # A \ B = A and not B
+            removed = node[2]
+            if removed[0] == "seq" and removed[1] == "{":   # points: {-6} is [-6, -6]
+                removed = ("union", tuple(("seq", "[", "]", (x, x)) for x in removed[3]))
+            return _intersect(_merge(self._raw_intervals(node[1])),
+                              _complement(_merge(self._raw_intervals(removed))))
         if kind == "reals":
             return [(("neg", ("const", "oo")), ("const", "oo"), False, False)]
         if kind == "empty":
@@ -928,30 +1086,29 @@ class Judge:
 
     # -- collections -------------------------------------------------------------------------
     def unordered(self, gold_items, pred_items) -> bool:
-        """Sets and solution lists: every gold item matched by a distinct predicted item."""
+        """Sets and solution lists: the same elements, order and repeats ignored.
+
+        Every predicted element must equal a gold element, and every gold element must be hit
+        or equal one that is: m x k + k x k comparisons at most for m predicted and k gold
+        elements, and only k + m when one side is a single element (never m^2 in the
+        prediction, which may be hostile).
+        """
         if pred_items is None:
             return False
-        gold_items = self._dedupe(gold_items)
-        pred_items = self._dedupe(pred_items)
-        if len(gold_items) != len(pred_items):
-            self.note(f"{len(gold_items)} element(s) vs {len(pred_items)}")
-            return False
-        left = list(pred_items)
-        for item in gold_items:
-            match = next((k for k, cand in enumerate(left) if self.quiet_same(item, cand)), None)
+        gold_items = tuple(dict.fromkeys(gold_items))          # identical trees once
+        hit: dict[int, None] = {}
+        for item in pred_items:
+            match = next((k for k, g in enumerate(gold_items) if self.quiet_same(g, item)), None)
             if match is None:
-                self.note("an element of the gold has no match in the prediction")
+                self.note(f"{render_short(item)} in the prediction is not an element of the gold")
                 return False
-            left.pop(match)
-        self.note(f"same {len(gold_items)} element(s), order ignored")
+            hit[match] = None
+        for k, g in enumerate(gold_items):
+            if k not in hit and not any(self.quiet_same(g, gold_items[h]) for h in hit):
+                self.note(f"{render_short(g)} of the gold is missing from the prediction")
+                return False
+        self.note(f"same {len(hit)} element(s), order ignored")
         return True
-
-    def _dedupe(self, items):
-        out = []
-        for item in items:
-            if not any(self.quiet_same(item, seen) for seen in out):
-                out.append(item)
-        return out
 
     def quiet_same(self, a, b) -> bool:
         if a == b:
@@ -964,7 +1121,8 @@ class Judge:
     def sequence(self, g, p) -> bool:
         """Tuples are ordered; (1, 2) is never [1, 2] (an interval), but may be 1 < x < 2."""
         n, brackets = len(g[3]), g[1] + g[2]
-        if n == 2 and brackets == "()" and p[0] in ("rel", "list", "union"):
+        if n == 2 and brackets == "()" and (p[0] in ("rel", "union") or
+                                            p[0] == "list" and _interval_like(p)):
             self.note("gold pair read as an open interval")
             return self.intervals(g, p)
         if p[0] == "seq":
@@ -1024,6 +1182,7 @@ class Judge:
 # Interval arithmetic on (lo, hi, lo_closed, hi_closed) with tree endpoints.
 
 def _real(node):
+    check_time()
     sign = inf_sign(node)
     if sign:
         return float(sign) * math.inf
@@ -1065,6 +1224,16 @@ def _merge(intervals):
             continue
         merged.append(item)
     return [(lo, hi, lc, hc) for _, _, lo, hi, lc, hc in merged]
+
+
+def _complement(intervals):
+    """The real line outside a merged, sorted list of intervals."""
+    out, lo, lo_closed = [], ("neg", ("const", "oo")), False
+    for start, end, start_closed, end_closed in intervals:
+        out.append((lo, start, lo_closed, not start_closed))
+        lo, lo_closed = end, not end_closed
+    out.append((lo, ("const", "oo"), lo_closed, False))
+    return _merge(out)
 
 
 def _intersect(left, right):

@@ -11,7 +11,8 @@ nesting limit. The tree is made of plain tuples, so it pickles to a worker and h
     ('eq', parts)  ('rel', parts, ops)  ('in', a, b)        x = 3, 1 < x <= 2, x ∈ [0, 1]
     ('list', items, joined)          bare "2, 3", "2 or 3", "x > 1 and x < 2": joined is , or and
     ('seq', open, close, items)      (1, 2)  [1, 2)  \\{1, 2\\}  \\langle 1, 2 \\rangle
-    ('union', parts)  ('matrix', rows)  ('empty',)  ('reals',)  ('text', words)
+    ('union', parts)  ('setminus', a, b)  ('matrix', rows)  ('empty',)  ('reals',)  ('text', words)
+    a ratio a:b is read as ('div', a, b); 1,22 is a decimal comma unless the gold is a list
 
 What it does not cover: calculus notation, set-builder notation, \\cases, primes, and anything
 outside an answer line; those raise ParseError and the verdict says ``unparsable``.
@@ -40,7 +41,7 @@ _UNICODE = {
     "\u00b1": r"\pm ", "\u00b0": r"^\circ ", "\u222a": r"\cup ", "\u2208": r"\in ",
     "\u2205": r"\emptyset ", "\u2248": r"\approx ", "\u00b2": "^2", "\u00b3": "^3",
     "\u00bd": r"\frac{1}{2}", "\u00bc": r"\frac{1}{4}", "\u00be": r"\frac{3}{4}",
-    "\u2153": r"\frac{1}{3}", "\u2154": r"\frac{2}{3}", "\u2192": r"\to ", "\u00a0": " ", "\u2009": " ", "\u202f": " ",
+    "\u2153": r"\frac{1}{3}", "\u2154": r"\frac{2}{3}", "\u2192": r"\to ", "\u2032": "'", "\u2033": "''", "\u00a0": " ", "\u2009": " ", "\u202f": " ",
 }
 _UNICODE_RE = re.compile("|".join(map(re.escape, _UNICODE)))
 _SIZING_RE = re.compile(r"\\(?:left|right|[bB]igg?[lrm]?)(?![a-zA-Z])\s*\.?")
@@ -49,6 +50,15 @@ _SPACE_RE = re.compile(r"(?<!\\)\\[,;:> ]|\\q?quad(?![a-zA-Z])|~")
 _DROP_RE = re.compile(r"(?<!\\)\\(?:displaystyle|textstyle|scriptstyle|limits|nolimits|mathstrut|!)"
                       r"(?![a-zA-Z])|\\\$|\$|\\\(|\\\)|\\\[|\\\]")
 _FRAC_RE = re.compile(r"\\[dtc]frac(?![a-zA-Z])")
+_DECIMAL_COMMA_RE = re.compile(r"(?<=\d)\{,\}(?=\d)")              # 0{,}75: LaTeX decimal comma
+_SPACED_THOUSANDS_RE = re.compile(r"(?<![\d.,])\d{1,3}(?: \d{3})+(?![\d/.,])")   # 1 250 000
+_CHOOSE_RE = re.compile(r"\{\s*([^{}]+?)\s*\\choose\s*([^{}]+?)\s*\}|^([^{}]+?)\s*\\choose\s*([^{}]+?)$")
+_C_NK_RE = re.compile(r"(?<![A-Za-z\\])C\s*\(\s*(\d{1,4})\s*,\s*(\d{1,4})\s*\)")   # C(7, 3)
+_ORDINAL = (r"(?:\\(?:mathrm|text|textrm|textnormal)\s*\{\s*(?:st|nd|rd|th)\s*\}|"
+            r"(?:\\rm\s*)?(?:st|nd|rd|th)(?![a-zA-Z]))")
+_ORDINAL_RE = re.compile(r"(?<=\d)\s*\^\s*(?:\{\s*" + _ORDINAL + r"\s*\}|" + _ORDINAL + ")")
+_DEG_MIN_RE = re.compile(r"(\d+(?:\.\d+)?)\s*\^\s*(?:\{\s*\\circ\s*\}|\\circ)\s*(\d+(?:\.\d+)?)\s*"
+                         r"(?:'|\^\s*\{?\s*\\prime\s*\}?)(?:\s*(\d+(?:\.\d+)?)\s*(?:''|\"))?")
 _BINOM_RE = re.compile(r"\\[dt]binom(?![a-zA-Z])")
 
 
@@ -56,8 +66,11 @@ def clean(text: str) -> str:
     """Remove what only affects typesetting: $ delimiters, \\left, spacing, \\dfrac -> \\frac.
 
     ``1\\,000`` and ``1{,}000`` become ``1000`` (a thin space between digit groups is a
-    thousands separator), a trailing full stop goes.
+    thousands separator), a trailing full stop goes. A text far longer than any answer the
+    parser takes is only stripped (it will be refused as too long; no rewrite runs on it).
     """
+    if len(text) > 4 * MAX_ANSWER_CHARS:
+        return text.strip()
     s = _UNICODE_RE.sub(lambda m: _UNICODE[m.group()], text)
     s = _SIZING_RE.sub("", s)
     s = _DIGIT_SPACE_RE.sub("", s)
@@ -65,10 +78,31 @@ def clean(text: str) -> str:
     s = _SPACE_RE.sub(" ", s)
     s = _FRAC_RE.sub(r"\\frac", s)
     s = _BINOM_RE.sub(r"\\binom", s)
+    if "{,}" in s:
+        s = _DECIMAL_COMMA_RE.sub(",", s)
+    if " " in s:
+        s = _SPACED_THOUSANDS_RE.sub(lambda m: m.group().replace(" ", ""), s)
+    if "C" in s:
+        s = _C_NK_RE.sub(r"\\binom{\1}{\2}", s)
+    if "choose" in s:
+        s = _CHOOSE_RE.sub(lambda m: "\\binom{%s}{%s}" % (
+            (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))), s)
+    if "^" in s:
+        s = _ORDINAL_RE.sub("", s)                                   # 12^{\mathrm{th}} -> 12
+        s = _DEG_MIN_RE.sub(_degrees_minutes, s)                      # 60^\circ 42' -> 60.7 deg
     s = s.strip()
-    while s.endswith((",", ";")) or s.endswith(".") and not s.endswith(".."):
-        s = s[:-1].rstrip()
-    return s
+    end = len(s)                     # trailing ",", ";" and a full stop (not ".."), linearly
+    while end and (s[end - 1] in ",;" or s[end - 1] == "." and s[max(end - 2, 0):end] != ".."):
+        end -= 1
+        while end and s[end - 1].isspace():
+            end -= 1
+    return s[:end]
+
+
+def _degrees_minutes(m) -> str:
+    """60^\\circ 42' (and 10'' seconds) as one angle in degrees."""
+    seconds = f"+\\frac{{{m.group(3)}}}{{3600}}" if m.group(3) else ""
+    return f"({m.group(1)}+\\frac{{{m.group(2)}}}{{60}}{seconds})^\\circ"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,6 +120,23 @@ def text_form(s: str) -> str:
     s = _TEXT_CMD_RE.sub(r" \1 ", s)
     s = re.sub(r"\\[a-zA-Z]+|[{}()\[\].,:;!?'\"$*]", " ", s)
     return " ".join(s.lower().split())
+
+
+def unwrap_text(s: str) -> str:
+    """The answer with \\text{...}-like wrappers replaced by their content."""
+    return _TEXT_CMD_RE.sub(r" \1 ", s).strip()
+
+
+_NO_SOLUTION = {"no solution", "no solutions", "no real solution", "no real solutions",
+                "there is no solution", "there are no solutions", "there are no real solutions",
+                "no real roots", "no roots", "none", "empty set", "the empty set", "no such x",
+                "the solution set is empty", "no value", "no values", "no real values"}
+
+
+def means_empty_set(s: str) -> bool:
+    """True for the worded empty set: "no solution", "\\text{no real solutions}", "none"."""
+    low = s.lower()
+    return ("no" in low or "empty" in low) and text_form(s) in _NO_SOLUTION
 
 
 def looks_like_text(s: str) -> bool:
@@ -129,6 +180,7 @@ _WORD_RE = re.compile(r"[A-Za-z]+")
 _CMD_RE = re.compile(r"\\([A-Za-z]+|.)")
 _GROUP_RE = re.compile(r",\d{3}(?!\d)")
 _DECIMAL_RE = re.compile(r"\.\d+")
+_DECIMAL_COMMA_AT = re.compile(r",(\d{1,2}|\d{4,})(?![\d,.])")
 _MIXED_RE = re.compile(r"(\d+)\s*/\s*(\d+)")
 _SCI_RE = re.compile(r"[eE]([+-]?\d{1,3})(?![\d.^])")
 
@@ -171,11 +223,12 @@ def _mixed(whole: Fraction, part: Fraction) -> Fraction:
 
 
 class _Parser:
-    def __init__(self, s: str, thousands: bool):
+    def __init__(self, s: str, thousands: bool, gold: bool = True):
         self.s = s
         self.i = 0
         self.depth = 0
         self.thousands = thousands   # read "1,000" as one number (off when the gold is a list)
+        self.gold = gold             # a gold: "3:45" stays a clock time, "1,5" stays a list
         self.units: list[str] = []
         self.nesting = 0             # inside (), [] or \{\}: "(1,100)" is a pair, not 1100
 
@@ -332,11 +385,11 @@ class _Parser:
         return None
 
     def parse_item(self):
-        parts, ops = [self.parse_union()], []
+        parts, ops = [self.parse_ratio()], []
         while (op := self.relop_at()) is not None:
             self.i = op[1]
             ops.append(op[0])
-            parts.append(self.parse_union())
+            parts.append(self.parse_ratio())
         if not ops:
             return parts[0]
         if ops == ["in"]:
@@ -354,10 +407,32 @@ class _Parser:
             return ("eq", tuple(parts))
         return ("rel", tuple(parts), tuple(ops))
 
+    def parse_ratio(self):
+        """``a:b`` (a ratio, read as a/b) outside brackets; ``3:45``-like pairs of integers
+        (two-digit minutes) are refused so that clock times stay whole text."""
+        start = self.i
+        node = self.parse_union()
+        if self.nesting or self.ws() != ":" or self.s.startswith(":=", self.i):
+            return node
+        colon = self.i
+        self.i += 1
+        other = self.parse_union()
+        if self.ws() == ":":
+            self.error("a ratio of three parts")
+        if self.gold and re.fullmatch(r"\s*\d{1,2}\s*", self.s[start:colon]) and \
+                re.match(r"\s*\d\d(?![\d.])", self.s[colon + 1:]):
+            self.error("a clock time")                     # 3:45, 3:45 PM
+        return ("div", node, other)
+
     def parse_union(self):
         parts = [self.parse_expr()]
         while True:
             self.ws()
+            if self.cmd_at() == "setminus":                # A \setminus B: a set difference
+                self.take_cmd()
+                parts = [("setminus", parts[0] if len(parts) == 1 else ("union", tuple(parts)),
+                          self.parse_expr())]
+                continue
             if self.cmd_at() == "cup":
                 self.take_cmd()
             elif self.s[self.i:self.i + 1] in ("U", "u") and parts[-1][0] in ("seq", "reals") \
@@ -556,6 +631,10 @@ class _Parser:
             if (dec := _DECIMAL_RE.match(self.s, self.i)):
                 text += dec.group()
                 self.i = dec.end()
+        elif self.thousands and not self.nesting and not self.gold and _digit(text) and \
+                (comma := _DECIMAL_COMMA_AT.match(self.s, self.i)):
+            text += "." + comma.group(1)                  # 1,22 (a scalar gold): a decimal comma
+            self.i = comma.end()
         if len(text) > MAX_DIGITS:
             self.error("number too long")
         whole, _, frac = text.partition(".")
@@ -723,7 +802,7 @@ class _Parser:
             return self.function(_FUNCS[fname.lower()])
         if name in _TEXTLIKE:
             content = self.arg_text()
-            sub = _Parser(content, self.thousands)
+            sub = _Parser(content, self.thousands, self.gold)
             sub.depth = self.depth
             return sub.parse()
         if name in _IGNORED_WRAPPERS or name == "overline":
@@ -826,17 +905,20 @@ _PRIMARY_CMDS = {"frac", "sqrt", "binom", "operatorname", "mathbb", "{", "lbrace
                  "overline"}
 
 
-def parse_answer(text: str, *, thousands: bool = True):
+def parse_answer(text: str, *, thousands: bool = True, gold: bool = True):
     """Parse one cleaned answer into a tuple tree; returns (tree, units dropped).
 
     thousands: read "1,000" as 1000. Off when the gold is a list, so "1,000" stays two items.
+    gold: the text is a gold answer, read conservatively: "3:45" (two-digit minutes) is refused
+    so a clock time is compared as text, and "1,5" is a list. For a prediction (False) whose
+    gold is a number, "11:21" is the ratio 11/21 and "1,22" the decimal 1.22.
     Raises ParseError for anything it does not understand, never anything else.
     """
     if len(text) > MAX_ANSWER_CHARS:
         raise ParseError("answer too long")
     if not text.strip():
         raise ParseError("empty answer")
-    parser = _Parser(text, thousands)
+    parser = _Parser(text, thousands, gold)
     try:
         tree = parser.parse()
         _check_scalars(tree)
@@ -870,7 +952,8 @@ def _check_scalars(node, inside_scalar: bool = False):
                         _check_scalars(cell, scalar)
 
 
-_KINDS = _SCALAR | {"eq", "rel", "in", "list", "seq", "union", "matrix", "empty", "reals", "text"}
+_KINDS = _SCALAR | {"eq", "rel", "in", "list", "seq", "union", "matrix", "empty", "reals", "text",
+                    "setminus"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -935,6 +1018,8 @@ def render(node) -> str:
         return node[1] + ", ".join(render(x) for x in node[3]) + node[2]
     if kind == "union":
         return " U ".join(render(p) for p in node[1])
+    if kind == "setminus":
+        return f"{render(node[1])} \\ {render(node[2])}"
     if kind == "matrix":
         return "[" + "; ".join(", ".join(render(c) for c in row) for row in node[1]) + "]"
     if kind == "empty":
@@ -968,23 +1053,36 @@ _SCALES = {"hundred": 100, "thousand": 1000, "million": 10 ** 6}
 
 
 def number_from_words(words: str):
-    """The integer an English number phrase names, or None ("forty-two" -> 42)."""
+    """The integer an English number phrase names, or None ("forty-two" -> 42).
+
+    Only well-formed phrases: "four four" or "twenty twenty five" name no number (words are not
+    added up), "fifteen hundred" and "one hundred and five" do.
+    """
     tokens = [t for t in words.lower().replace("-", " ").split() if t != "and"]
     if not tokens or len(tokens) > 12:
         return None
     negative = tokens[0] in ("minus", "negative")
-    total = current = 0
+    total, current, last, scale = 0, 0, None, None       # last: kind of the previous word
     for token in tokens[negative:]:
-        if token in _SMALL:
-            current += _SMALL[token]
-        elif token in _TENS:
-            current += _TENS[token]
+        if token in _SMALL and _SMALL[token] < 10:
+            ok = last in (None, "hundred", "scale") or last == "tens" and current % 10 == 0
+            current, kind = current + _SMALL[token], "unit"
+            ok = ok and (token != "zero" or len(tokens) == 1 + negative)
+        elif token in _SMALL or token in _TENS:
+            ok, kind = last in (None, "hundred", "scale"), "teen" if token in _SMALL else "tens"
+            current += _SMALL.get(token) or _TENS.get(token)
         elif token == "hundred":
+            ok, kind = last in (None, "unit", "teen") and current % 100 == current, "hundred"
             current = max(current, 1) * 100
         elif token in _SCALES:
-            total += max(current, 1) * _SCALES[token]
+            ok, kind = last != "scale" and (scale is None or _SCALES[token] < scale), "scale"
+            scale = _SCALES[token]
+            total += max(current, 1) * scale
             current = 0
         else:
             return None
+        if not ok:
+            return None
+        last = kind
     value = total + current
     return -value if negative else value

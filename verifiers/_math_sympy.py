@@ -94,6 +94,10 @@ class SympyJudge(Judge):
             return sympy.Interval(lo, hi, node[1] == "(", node[2] == ")")
         if kind == "union":
             return sympy.Union(*(self.to_set(part, symbols) for part in node[1]))
+        if kind == "setminus":
+            return sympy.Complement(self.to_set(node[1], symbols), self.to_set(node[2], symbols))
+        if kind == "seq" and node[1] == "{":
+            return sympy.FiniteSet(*(to_sympy(x, symbols) for x in node[3]))
         if kind == "reals":
             return sympy.S.Reals
         if kind == "empty":
@@ -115,7 +119,7 @@ class SympyJudge(Judge):
 
 
 def serve(read_fd: int, write_fd: int, memory_mb: int):
-    """Worker loop: receive (gold, pred, rel_tol), send ('ok', outcome, steps) or ('error', ...)."""
+    """Worker loop: receive (gold, pred, judge options), send ('ok', outcome, steps) or ('error', ...)."""
     from multiprocessing.connection import Connection
 
     limit = memory_mb * 2 ** 20
@@ -124,14 +128,14 @@ def serve(read_fd: int, write_fd: int, memory_mb: int):
     outbox.send(("ready", os.getpid()))
     while True:
         try:
-            gold, pred, rel_tol = inbox.recv()
+            gold, pred, options = inbox.recv()
         except (EOFError, OSError):
             return                                     # the parent is gone
         used = int(sum(resource.getrusage(resource.RUSAGE_SELF)[:2]))
         _, hard = resource.getrlimit(resource.RLIMIT_CPU)
         soft = used + CPU_SECONDS_PER_JOB
         resource.setrlimit(resource.RLIMIT_CPU, (soft if hard < 0 else min(soft, hard), hard))
-        judge = SympyJudge(rel_tol)
+        judge = SympyJudge(**options)
         try:
             result = ("ok", judge.judge(gold, pred), tuple(judge.steps))
         except MemoryError:

@@ -13,7 +13,17 @@ How it stays fast and bounded:
   is computed; constants and expressions are compared numerically with mpmath (50 digits; random
   positive points for variables);
 - only what that cannot settle (non-linear inequalities, cancellation past 50 digits) goes to a
-  persistent sympy worker process that is killed if it overruns its time (``_math_pool``).
+  persistent sympy worker process that is killed if it overruns its time (``_math_pool``);
+- the in-process part is bounded too: extraction is linear in the completion, and one deadline
+  per call (``_math_deadline``) is checked inside parsing and judging, so any input returns
+  within ``timeout_s`` plus tens of milliseconds (an overrun is ``reason="timeout"``).
+
+Conventions a grader may not share (each documented where it is decided): a decimal gold is
+compared at the precision it is written with when it reads as a rounding, exactly when it reads
+as exact (``0.5``: ``0.54`` is wrong), and an exact gold exactly unless ``allow_rounded=True``
+(``_math_judge``'s precision policy); a ``%`` only in the prediction is read as a value or a unit
+as the gold's size says; an equation between numbers must be true; a candidate after "not" /
+"rather than" is never the answer; labels (``b=-3, c=0``, ``|AB|=1``) are set aside.
 
 Known limits: answer variables are taken as positive reals (so ``\\sqrt{x^2}`` equals ``x``
 unless the gold writes ``|x|``); calculus notation, set-builder notation and ``\\cases`` are
@@ -29,17 +39,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 
-from verifiers._math_extract import EXTRACTION, Extraction, extract_answer
+from verifiers._math_deadline import Overtime, deadline
+from verifiers._math_extract import EXTRACTION, Extraction, extract_answer, last_boxes
 from verifiers._math_judge import Judge, NeedSympy, TooLarge, kind_of, prepare
-from verifiers._math_parse import ParseError, clean, looks_like_text, number_from_words, \
-    parse_answer, render, text_form
+from verifiers._math_parse import ParseError, clean, looks_like_text, means_empty_set, \
+    number_from_words, parse_answer, render, text_form, unwrap_text
 
 __all__ = ["MathVerdict", "verify_math", "verify_math_many", "math_reward", "warm_up"]
 
 DEFAULT_TIMEOUT_S = 2.0
 _WEAK = ("answer_tag", "the_answer_is", "bare", "latex_delims")   # if these yield junk, try the next rule
 _GOLD_EXTRACTION = ("boxed", "gsm8k")
-_OPTIONS = ("timeout_s", "fallback_last_number", "extraction", "rel_tol")
+_OPTIONS = ("timeout_s", "fallback_last_number", "extraction", "rel_tol", "allow_rounded")
 
 
 @dataclass(frozen=True)
@@ -69,15 +80,15 @@ class _Pending:
     """A pair the in-process judge could not settle: the sympy worker finishes it."""
     gold: tuple
     pred: tuple
-    rel_tol: float | None
+    judge_options: dict
     fields: dict
 
 
 @lru_cache(maxsize=8192)
-def _parse(text: str, thousands: bool):
+def _parse(text: str, thousands: bool, gold: bool = True):
     """(tree, units) or (None, why); cached because golds and common answers repeat."""
     try:
-        return parse_answer(text, thousands=thousands)
+        return parse_answer(text, thousands=thousands, gold=gold)
     except ParseError as exc:
         return None, str(exc)
 
@@ -100,9 +111,15 @@ def _gold_answer(gold: str, steps: list) -> str:
 _CHOICE_RE = re.compile(r"\s*\(\s*([A-Ea-e])\s*\)|\s*([A-Ea-e])\)(?=\s|$)")
 
 
+_CLOCK_RE = re.compile(r"\d{1,2} \d\d(?: \d\d)?")                  # text_form of 3:45
+_GOLD_CHOICE_RE = re.compile(r"\(?\s*[A-E]\s*\)?")
+_TEXT_LABEL_RE = re.compile(r"[^=<>]{0,30}[A-Za-z][^=<>]{0,30}=(?!=)")
+
+
 def _choice_letter(pred_text: str) -> str | None:
     """``(C)`` of ``(C) 12`` -- a choice with its value after it -- unless another choice follows
     (``(C) or (D)`` stays a hedge)."""
+    pred_text = unwrap_text(pred_text)
     m = _CHOICE_RE.match(pred_text)
     if not m or _CHOICE_RE.search(pred_text, m.end()):
         return None
@@ -115,6 +132,17 @@ def _text_verdict(gold_text: str, pred_text: str, start, steps, extracted) -> Ma
         steps.append(f"choice {letter!r} read from {pred_text!r}")
         pred_text = letter
     same = bool(text_form(gold_text)) and text_form(gold_text) == text_form(pred_text)
+    if not same and _CLOCK_RE.fullmatch(text_form(gold_text)):    # 3:45 vs 3:45 PM
+        pred_clock = re.sub(r"\s*\b(?:am|pm|a m|p m)$", "", text_form(pred_text))
+        if pred_clock == text_form(gold_text):
+            steps.append("am/pm after a clock time set aside (the gold gives none)")
+            same = True
+    if not same:                           # V_1:V_2=11:21 vs 11:21: a label on one side
+        bare = [text_form(t[m.end():]) if (m := _TEXT_LABEL_RE.match(t)) else text_form(t)
+                for t in (gold_text, pred_text)]
+        if bare[0] and bare[0] == bare[1]:
+            steps.append("a label before '=' set aside")
+            gold_text, pred_text, same = bare[0], bare[1], True
     steps.append(f"text compare {text_form(gold_text)!r} vs {text_form(pred_text)!r}: "
                  f"{'equal' if same else 'not equal'}")
     return _verdict("equal" if same else "not_equal", start, steps, correct=same,
@@ -122,11 +150,23 @@ def _text_verdict(gold_text: str, pred_text: str, start, steps, extracted) -> Ma
                     pred_normalised=text_form(pred_text), kind="text")
 
 
+def _last_sentence(text: str) -> str:
+    """The completion's last sentence, for worded answers ("There is no solution.")."""
+    text = text[-300:].strip().rstrip(".!")
+    return re.split(r"[.!?\n]\s*", text)[-1].strip()
+
+
+def _parts(gold_tree) -> tuple:
+    """The items of a multi-part gold (a list, a set, or several assignments)."""
+    return gold_tree[1] if gold_tree[0] in ("list", "assign") else \
+        gold_tree[3] if gold_tree[0] == "seq" else ()
+
+
 def _hedged(extraction: Extraction, pred_tree, thousands: bool, steps) -> bool:
     """Boxed answers offered alongside the last one (``hedge_group``) are a hedge unless they all
     mean the same thing; a box superseded by later reasoning is not counted."""
     for other in extraction.others:
-        tree, _ = _parse(clean(other), thousands)
+        tree, _ = _parse(clean(other), thousands, False)
         judge = Judge()
         try:
             same = tree is not None and judge.judge(pred_tree, tree) == "equal"
@@ -139,7 +179,7 @@ def _hedged(extraction: Extraction, pred_tree, thousands: bool, steps) -> bool:
 
 
 def _prepare_pair(completion, gold, start, *, fallback_last_number=True,
-                  extraction=EXTRACTION, rel_tol=None):
+                  extraction=EXTRACTION, rel_tol=None, allow_rounded=False):
     """Everything up to the sympy worker: a MathVerdict, or a _Pending for the worker."""
     steps: list[str] = []
     if not isinstance(gold, str):
@@ -154,10 +194,19 @@ def _prepare_pair(completion, gold, start, *, fallback_last_number=True,
     while True:
         found = extract_answer(completion, methods=methods,
                                fallback_last_number=fallback_last_number)
+        if found.answer is None and means_empty_set(_last_sentence(completion)):
+            found = Extraction(_last_sentence(completion), "bare")    # "There is no solution."
         if found.answer is None:
             return _verdict("no_answer", start, steps + ["no answer found in the completion"])
         steps.append(found.describe())
         pred_text = clean(found.answer)
+        for text, side in ((gold_text, "gold"), (pred_text, "prediction")):
+            if means_empty_set(text):
+                steps.append(f"{side} {text!r} read as the empty set")
+        gold_text = "\\emptyset" if means_empty_set(gold_text) else gold_text
+        pred_text = "\\emptyset" if means_empty_set(pred_text) else pred_text
+        if _GOLD_CHOICE_RE.fullmatch(unwrap_text(gold_text)) and _choice_letter(pred_text):
+            return _text_verdict(gold_text, pred_text, start, steps, found.answer)
         if looks_like_text(pred_text) and not looks_like_text(gold_text) and \
                 (number := number_from_words(text_form(pred_text))) is not None:
             steps.append(f"number words read as {number}")
@@ -168,13 +217,19 @@ def _prepare_pair(completion, gold, start, *, fallback_last_number=True,
         if gold_tree is None:
             steps.append(f"gold unparsable ({gold_units}): falling back to text")
             return _text_verdict(gold_text, pred_text, start, steps, found.answer)
-        multi = prepare(gold_tree)[0] == "list" or gold_tree[0] == "seq" and gold_tree[1] == "{"
-        thousands = not multi                              # "1,000" is a list if the gold is
+        multi = prepare(gold_tree)[0] in ("list", "assign") or \
+            gold_tree[0] == "seq" and gold_tree[1] == "{"
+        # "1,000" and "1,22" are lists when the gold has several parts (not 1000 or 1.22)
+        thousands = prepare(gold_tree)[0] not in ("list", "seq", "assign", "matrix")
+        parts = len(_parts(prepare(gold_tree))) if multi else 1
+        if multi and found.method == "boxed" and 1 + len(found.others) < parts and \
+                (boxes := last_boxes(completion, parts)):    # x = \boxed{1} or x = \boxed{-2}
+            found = Extraction(boxes[-1], "boxed", tuple(boxes[:-1]))
         if multi and found.others:                          # \boxed{2}, \boxed{3} for "2, 3"
             steps.append("gold has several values: the boxed answers are read together")
             found = Extraction(", ".join(found.others + (found.answer,)), found.method)
             pred_text = clean(found.answer)
-        pred_tree, pred_units = _parse(pred_text, thousands)
+        pred_tree, pred_units = _parse(pred_text, thousands, False)
         if pred_tree is not None or found.method not in _WEAK:
             break
         steps.append(f"unparsable ({pred_units}); trying the next rule")
@@ -191,14 +246,15 @@ def _prepare_pair(completion, gold, start, *, fallback_last_number=True,
     steps.append(f"gold kind: {fields['kind']} ({fields['gold_normalised']})")
     if _hedged(found, pred_tree, thousands, steps):
         return _verdict("hedged", start, steps, **fields)
-    judge = Judge(rel_tol)
+    judge_options = {"rel_tol": rel_tol, "allow_rounded": bool(allow_rounded)}
+    judge = Judge(**judge_options)
     try:
         outcome = judge.judge(gold_tree, pred_tree)
     except TooLarge as exc:
         return _verdict("unparsable", start, steps + judge.steps + [f"guard: {exc}"], **fields)
     except NeedSympy as exc:
         steps += judge.steps + [f"in-process evidence not conclusive ({exc}): sympy worker"]
-        return _Pending(gold_tree, pred_tree, rel_tol, {"steps": steps, **fields})
+        return _Pending(gold_tree, pred_tree, judge_options, {"steps": steps, **fields})
     return _verdict(outcome, start, steps + judge.steps, correct=outcome == "equal", **fields)
 
 
@@ -217,6 +273,8 @@ def _finish(pending: _Pending, result, start) -> MathVerdict:
 def _safe(fn, start, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
+    except Overtime as exc:
+        return _verdict("timeout", start, [str(exc)])
     except Exception as exc:           # noqa: BLE001 - the verifier never raises on input
         return _verdict("error", start, [f"internal error: {type(exc).__name__}: {exc}"])
 
@@ -241,19 +299,25 @@ def verify_math(completion: str, gold: str, **options) -> MathVerdict:
                                 "gsm8k", "bare" (whole completion), "latex_delims", "last_number";
       rel_tol=None              also accept decimals within this relative error of the gold;
                                 by default a decimal gold is compared at the precision written
-                                (gold 3.14 accepts 3.14159, not 3.1) and an exact gold exactly.
+                                (gold 3.14 accepts 3.14159, not 3.1; gold 0.5 is exact and
+                                does not accept 0.54) and an exact gold exactly;
+      allow_rounded=False       an exact gold with no finite decimal (600/7) also accepts its
+                                rounding at the places written (85.71): for questions that
+                                ask for a decimal. See the precision policy in _math_judge.
     Never raises on any string input; a bad input gets a verdict whose reason says why.
     The first call that needs sympy in a process may return ``timeout`` while its worker
     starts (~1 s); call ``warm_up()`` first, or use verify_math_many, which waits for it.
     """
     start = time.perf_counter()
     timeout_s, options = _split_options(dict(options))
-    prepared = _safe(_prepare_pair, start, completion, gold, start, **options)
+    with deadline(start + timeout_s):
+        prepared = _safe(_prepare_pair, start, completion, gold, start, **options)
     if isinstance(prepared, MathVerdict):
         return prepared
     from verifiers._math_pool import get_pool
     remaining = timeout_s - (time.perf_counter() - start)
-    result = get_pool().run((prepared.gold, prepared.pred, prepared.rel_tol), max(remaining, 0))
+    result = get_pool().run((prepared.gold, prepared.pred, prepared.judge_options),
+                            max(remaining, 0))
     return _safe(_finish, start, prepared, result, start)
 
 
@@ -269,7 +333,8 @@ def verify_math_many(pairs, workers: int | None = None, **options) -> list[MathV
     pending = []
     for k, (completion, gold) in enumerate(pairs):
         start = time.perf_counter()
-        prepared = _safe(_prepare_pair, start, completion, gold, start, **options)
+        with deadline(start + timeout_s):
+            prepared = _safe(_prepare_pair, start, completion, gold, start, **options)
         out.append(prepared)
         if isinstance(prepared, _Pending):
             pending.append((k, prepared, time.perf_counter() - start))
@@ -283,7 +348,7 @@ def verify_math_many(pairs, workers: int | None = None, **options) -> list[MathV
     def finish(item):
         k, prepared, spent = item
         start = time.perf_counter() - spent
-        result = pool.run((prepared.gold, prepared.pred, prepared.rel_tol),
+        result = pool.run((prepared.gold, prepared.pred, prepared.judge_options),
                           max(timeout_s - spent, 0))
         out[k] = _safe(_finish, start, prepared, result, start)
 
@@ -313,7 +378,7 @@ def math_reward(prompts, completions, answer, **kwargs) -> list[float]:
 
     completions: strings or conversational message lists; answer: one gold per completion
     (TRL passes the dataset column) or a single gold for all. Verifier options (timeout_s,
-    fallback_last_number, extraction, rel_tol) may be passed as keywords; TRL's own keywords
+    fallback_last_number, extraction, rel_tol, allow_rounded) may be passed as keywords; TRL's own keywords
     (completion_ids, trainer_state, ...) are ignored.
     """
     options = {name: kwargs[name] for name in _OPTIONS if name in kwargs}
