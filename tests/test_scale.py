@@ -169,6 +169,22 @@ def test_verl_parquet_rows_score_their_own_gold(tmp_path):
     assert "reward.custom_reward_function.name=compute_score" in config_lines()
 
 
+def test_exports_for_verl_and_openrlhf_from_the_command_line(tmp_path, capsys, monkeypatch):
+    from workbench.scale import openrlhf, verl
+
+    assert verl.main(["--out", str(tmp_path / "v"), "--limit", "4"]) == 0
+    assert "custom_reward_function.path=pkg://workbench.scale.verl" in capsys.readouterr().out
+    assert (tmp_path / "v" / "train.parquet").exists()
+    assert openrlhf.main(["--out", str(tmp_path / "o")]) == 0
+    assert "--reward.remote_url" in capsys.readouterr().out
+    row = json.loads((tmp_path / "o" / "train.jsonl").read_text().splitlines()[0])
+    assert set(row) == {"prompt", "answer"}
+    module = _module_from(tmp_path / "o" / "wb_reward.py", "wb_reward")
+    assert module.reward_func is openrlhf.reward_func
+    assert verl.main(["--task", "chess"]) == 2 and openrlhf.main(["--task", "chess"]) == 2
+    assert capsys.readouterr().err.count("error: unknown task") == 2
+
+
 # --- the engines' own loaders (where their code can be imported) ------------------------------
 
 def _module_from(path: Path, name: str):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from . import score_completion, task_rewards
@@ -114,4 +115,38 @@ def launch_flags(reward_file: str | Path = "wb_reward.py", data: str = "data/ope
     ]
 
 
-__all__ = ["reward_func", "response_of", "strip_end_marks", "write_reward_file", "launch_flags"]
+def main(argv=None) -> int:
+    """``python -m workbench.scale.openrlhf --task sum --out data/openrlhf``: the prompts as
+    jsonl, the reward file, and the command."""
+    import argparse
+
+    from ..tasks import get_task
+
+    p = argparse.ArgumentParser(prog="python -m workbench.scale.openrlhf",
+                                description=main.__doc__)
+    p.add_argument("--task", default="sum", help="sum | linear | gsm8k:PATH | math:PATH")
+    p.add_argument("--out", default="data/openrlhf", help="folder for train.jsonl + wb_reward.py")
+    p.add_argument("--model", default="Qwen/Qwen2.5-1.5B-Instruct")
+    args = p.parse_args(argv)
+    import datasets
+
+    datasets.disable_progress_bars()
+    try:
+        task = get_task(args.task)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / "train.jsonl"
+    task.train.select_columns(["prompt", "answer"]).to_json(str(data))
+    reward = write_reward_file(out / "wb_reward.py")
+    print(f"wrote {data} and {reward}; train with (WB_TASK={task.name.split(':')[0]}):")
+    print(" \\\n    ".join(launch_flags(reward, data, args.model)))
+    return 0
+
+
+__all__ = ["main", "reward_func", "response_of", "strip_end_marks", "write_reward_file", "launch_flags"]
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -76,7 +76,8 @@ def grpo_config(settings: TrainSettings, *, output_dir: str | Path, processes: i
                 device: str | None = None, **overrides):
     """A ``trl.GRPOConfig`` doing what ``settings`` does in our engine.
 
-    processes: how many will train (default: WORLD_SIZE). device: "cpu" or "cuda" (default: cuda
+    processes: how many will train (default: WORLD_SIZE; TRL reads the real number from the
+    launch, so give another only to inspect a config). device: "cpu" or "cuda" (default: cuda
     when present). overrides: any GRPOConfig field, applied last (``use_vllm=True``, ...).
     Held equal: AdamW (0.9, 0.99), constant learning rate, no warm-up, no top-k, truncated
     completions kept in the loss -- as ``workbench.trainer``.

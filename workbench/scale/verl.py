@@ -25,6 +25,7 @@ tested here, and ``tests/test_scale.py`` calls veRL's own loader where veRL is i
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from . import score_completion, task_rewards
@@ -72,14 +73,15 @@ def task_rows(task, split: str = "train", *, limit: int | None = None) -> list[d
 def export_parquet(task, folder: str | Path, *, limit: int | None = None) -> dict[str, Path]:
     """Write ``train.parquet`` and ``test.parquet`` for veRL's ``data.train_files`` /
     ``data.val_files``; returns their paths."""
-    from datasets import Dataset
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     out = {}
     for split in ("train", "test"):
         path = folder / f"{split}.parquet"
-        Dataset.from_list(task_rows(task, split, limit=limit)).to_parquet(str(path))
+        pq.write_table(pa.Table.from_pylist(task_rows(task, split, limit=limit)), path)
         out[split] = path
     return out
 
@@ -104,4 +106,30 @@ def config_lines(data_dir: str | Path = "data/verl", model: str = "Qwen/Qwen2.5-
     ]
 
 
-__all__ = ["compute_score", "task_rows", "export_parquet", "config_lines"]
+def main(argv=None) -> int:
+    """``python -m workbench.scale.verl --task sum --out data/verl``: parquet + the command."""
+    import argparse
+
+    from ..tasks import get_task
+
+    p = argparse.ArgumentParser(prog="python -m workbench.scale.verl", description=main.__doc__)
+    p.add_argument("--task", default="sum", help="sum | linear | gsm8k:PATH | math:PATH")
+    p.add_argument("--out", default="data/verl", help="folder for train/test.parquet")
+    p.add_argument("--model", default="Qwen/Qwen2.5-1.5B-Instruct")
+    p.add_argument("--limit", type=int, help="rows per split at most")
+    args = p.parse_args(argv)
+    try:
+        task = get_task(args.task)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    paths = export_parquet(task, args.out, limit=args.limit)
+    print(f"wrote {paths['train']} and {paths['test']}; train with:")
+    print(" \\\n    ".join(config_lines(args.out, args.model)))
+    return 0
+
+
+__all__ = ["compute_score", "task_rows", "export_parquet", "config_lines", "main"]
+
+if __name__ == "__main__":
+    sys.exit(main())
