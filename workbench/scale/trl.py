@@ -256,14 +256,11 @@ def _component(fn_name: str) -> str:
     return fn_name[: -len("_reward")] if fn_name.endswith("_reward") else fn_name
 
 
-def _callback_base():
-    from transformers import TrainerCallback
-
-    return TrainerCallback
-
-
-class RunFolderCallback(_callback_base()):
+class _RunFolderHooks:
     """Writes a TRL run as our run folder (main process only); shows our progress bar.
+
+    ``RunFolderCallback`` is this class on top of transformers' ``TrainerCallback``, made on first
+    use (``python -m workbench --help`` should not import transformers).
 
     ``attach(trainer)`` after building the ``GRPOTrainer``: the callback reads the trainer's
     completion logs, which ``TrainerCallback`` hooks are not given. ``history`` keeps the metric
@@ -336,6 +333,17 @@ class RunFolderCallback(_callback_base()):
             self._bar = None
 
 
+def __getattr__(name: str):
+    if name == "RunFolderCallback":
+        from transformers import TrainerCallback
+
+        cls = type("RunFolderCallback", (_RunFolderHooks, TrainerCallback),
+                   {"__doc__": _RunFolderHooks.__doc__, "__module__": __name__})
+        globals()["RunFolderCallback"] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # =============================================================================================
 # the whole job
 # =============================================================================================
@@ -386,7 +394,7 @@ def build_trainer(settings: TrainSettings, out: str | Path | None = None, *, tas
         warnings.simplefilter("ignore")        # TRL's notes on settings we chose on purpose
         trainer = GRPOTrainer(args=config, reward_funcs=with_row_logging(task.reward_funcs),
                               train_dataset=task.train, **model)
-    callback = RunFolderCallback(run, group_size=settings.grpo.group_size,
+    callback = __getattr__("RunFolderCallback")(run, group_size=settings.grpo.group_size,
                                  num_iterations=settings.grpo.num_iterations,
                                  progress=progress and verbose, on_metrics=on_metrics)
     callback.attach(trainer)
