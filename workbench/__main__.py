@@ -1,4 +1,4 @@
-"""Command line: ``python -m workbench train | eval | inspect``.
+"""Command line: ``python -m workbench train | eval | inspect | trl-train``.
 
     python -m workbench train --out runs/first            # the tiny default, a few minutes on CPU
     python -m workbench train --resume runs/first         # continue a killed run
@@ -39,6 +39,9 @@ def _parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("inspect", help="short text summary of a run folder")
     i.add_argument("run", help="run folder")
+    from .scale.trl import add_cli  # trl-train: the same task in trl.GRPOTrainer
+
+    add_cli(sub)
     return p
 
 
@@ -98,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "eval":
             return _eval(args)
+        if args.command == "trl-train":
+            from .scale.trl import cli_main
+
+            return cli_main(args)
         return _train(args)
     except (SettingsError, RunStoreError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
