@@ -1,7 +1,8 @@
 """Latent reasoning: the Coconut feedback loop and the recurrent-depth model do what they document.
 
-Small randomly initialised models (no build) check the mechanics exactly; one test reads the cached
-built models and checks the curriculum left them doing their jobs.
+Small randomly initialised models (no build, a few seconds) check the mechanics exactly. What the
+trained models achieve is asserted by notebook 09 (under nbmake) and measured by
+benchmarks/latent.py.
 """
 from __future__ import annotations
 

@@ -57,8 +57,8 @@ class CoconutSpec:
     corpus_size: int = 12000          # training problems (held-out ones never appear)
     c_thought: int = 1                # thoughts per replaced step (paper: 1 ProsQA, 2 GSM8K)
     max_latent_stage: int = 3         # stages 1..3; at stage 3 every step is a thought
-    cot_steps: int = 500              # stage 0 (chain of thought) optimiser steps
-    stage_steps: int = 80             # optimiser steps per later stage
+    cot_steps: int = 300              # stage 0 (chain of thought) optimiser steps
+    stage_steps: int = 60             # optimiser steps per later stage
     batch_size: int = 32
     learning_rate: float = 3e-3       # stage 0
     stage_learning_rate: float = 1e-3  # stages >= 1 (fresh optimiser each stage)

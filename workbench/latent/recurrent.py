@@ -58,7 +58,7 @@ class RecurrentSpec:
     max_iterations: int = 16          # training draws are capped here
     backprop_depth: int = 3           # gradients flow through the last this-many iterations
     corpus_size: int = 12000
-    train_steps: int = 500
+    train_steps: int = 400
     batch_size: int = 32
     learning_rate: float = 2e-3
     seed: int = 0
