@@ -113,6 +113,7 @@ def plot(runs: list[dict], path: Path) -> None:
         ys = [r["modes"][key]["accuracy"] for r in runs]
         a.scatter(xs, ys, label=key)
     a.set(xlabel="generated positions per problem (thoughts included)", ylabel="accuracy",
+          ylim=(0, 1.05),
           title="Coconut arm, one dot per seed")
     a.legend(fontsize=7)
     tasks = sorted({k.split("/")[0] for k in runs[0]["depth"]})
@@ -122,6 +123,7 @@ def plot(runs: list[dict], path: Path) -> None:
         accs = [statistics.mean(r["depth"][k]["accuracy"] for r in runs) for k in keys]
         b.plot(rs, accs, marker="o", label=task)
     b.set(xscale="log", xlabel="core iterations r at test time", ylabel="accuracy (mean)",
+          ylim=(0, 1.05),
           title="recurrent depth")
     b.legend()
     fig.tight_layout()
