@@ -254,7 +254,63 @@ class LinearTask(SyntheticTask):
         return [f"{a}x={c}{op}{abs(b)}={c - b}", f"x={c - b}/{a}"]
 
 
-TASKS: dict[str, type[SyntheticTask]] = {"sum": SumTask, "linear": LinearTask}
+class ReachTask(SyntheticTask):
+    """ProsQA-style reachability: ``Edges: s>b b>q ... From s: q or k?`` -> ``q``.
+
+    The start node has two children; one chain leads to an option in ``hops`` steps, the other
+    to a dead end, and the other option ends a chain that cannot be reached from the start. The
+    worked solution follows the right chain, one edge per line. Knob: ``hops`` (default 3).
+    Letters that a math verifier reads as constants (e, i, o, l) are not used as names.
+    """
+
+    name = "reach"
+    description = "graph reachability in the style of ProsQA; worked solutions walk the path"
+    NAMES = "abcdfghjkmnpqrstuvwxyz"
+
+    def __init__(self, hops: int = 3):
+        if not 1 <= hops <= 6:
+            raise ValueError(f"hops={hops}: must be between 1 and 6")
+        super().__init__(hops=hops)
+        self.hops = hops
+
+    def sample_problem(self, rng):
+        names = rng.sample(self.NAMES, 3 * self.hops + 2)
+        start, names = names[0], names[1:]
+        path = [start] + names[: self.hops]                      # start -> ... -> answer
+        dead = [start] + names[self.hops: 2 * self.hops]         # start -> ... -> dead end
+        other = names[2 * self.hops:]                            # unreachable chain -> option
+        edges = [f"{a}>{b}" for chain in (path, dead, other) for a, b in zip(chain, chain[1:])]
+        rng.shuffle(edges)
+        options = [path[-1], other[-1]]
+        rng.shuffle(options)
+        return (" ".join(edges), start, *options, path[-1])
+
+    def question(self, p):
+        edges, start, x, y, _ = p
+        return f"Edges: {edges}\nFrom {start}: {x} or {y}?"
+
+    def gold(self, p):
+        return p[-1]
+
+    def estimate(self, p, rng):
+        return rng.choice(p[2:4])                                  # a guess between the options
+
+    def worked_steps(self, p):
+        edges, node, *_ = p
+        step = dict(e.split(">") for e in edges.split() if not e.startswith(f"{node}>"))
+        first = {e.split(">")[1] for e in edges.split() if e.startswith(f"{node}>")}
+        for child in first:                                      # the child whose chain ends at
+            walk, n = [f"{node}>{child}"], child                 # the answer
+            while n in step:
+                walk.append(f"{n}>{step[n]}")
+                n = step[n]
+            if n == p[-1]:
+                return walk
+        raise AssertionError(f"no path to the answer in {p}")
+
+
+TASKS: dict[str, type[SyntheticTask]] = {"sum": SumTask, "linear": LinearTask,
+                                       "reach": ReachTask}
 _SYNTH_REWARDS = (answer_reward, _named(tag_format_reward, "format_reward"))
 
 

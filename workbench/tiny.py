@@ -89,7 +89,15 @@ def ensure_tiny_model(spec: TinySpec | None = None, *, verbose: bool = True) -> 
     Safe to call from several processes at once: one builds, the others wait for it.
     """
     spec = spec or TinySpec()
-    path = tiny_path(spec)
+    return cached_build(tiny_path(spec), lambda out: build_tiny_model(out, spec, verbose=verbose))
+
+
+def cached_build(path: Path, build) -> Path:
+    """``path`` once ``build(tmp_folder)`` has filled it (it must write ``build_info.json``).
+
+    Built at most once per machine: a file lock lets one process build while the others wait, and
+    the finished folder is moved into place atomically, so no reader sees a half-built model.
+    """
     if (path / "build_info.json").exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -103,7 +111,7 @@ def ensure_tiny_model(spec: TinySpec | None = None, *, verbose: bool = True) -> 
                   f"({spec.pretrain_steps} pretraining steps; about 1.5-2 min on 2 CPU cores, "
                   f"once) into {path}", flush=True)
         try:
-            build_tiny_model(tmp, spec, verbose=verbose)
+            build(tmp)
             os.replace(tmp, path)  # atomic: readers see no half-built model
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,168 @@
+"""Latent reasoning over seeds: Coconut's three modes and the recurrent-depth iteration sweep.
+
+For each seed, builds (or reads from the cache) the Coconut-arm models and the recurrent-depth
+model with that seed, then measures on the fixed held-out problems of each task:
+
+- no-CoT / CoT / continuous thoughts: accuracy (``verifiers.verify_math``), visible tokens and
+  generated positions (thoughts included) per problem, wall seconds per answer;
+- recurrent depth: accuracy and seconds per answer at r in ``--iterations``, and with the
+  adaptive KL exit (accuracy, mean exit depth, histogram of exit depths).
+
+    .venv/bin/python benchmarks/latent.py                       # 3 seeds, 200 problems per task
+    .venv/bin/python benchmarks/latent.py --seeds 0 --n-test 50 # quick look
+
+Writes ``benchmarks/results/latent.json`` (every number, plus load and build times) and
+``latent.png``, and prints the tables pasted into benchmarks/README.md.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import statistics
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def run_seed(seed: int, *, n_test: int, iterations: list[int], threshold: float) -> dict:
+    from workbench.latent.coconut import (MODES, CoconutSpec, ensure_coconut_models,
+                                          evaluate_mode, load_coconut, problems)
+    from workbench.latent.recurrent import (RecurrentSpec, ensure_recurrent_model,
+                                            evaluate_depth, load_recurrent)
+
+    out = {"seed": seed, "modes": {}, "depth": {}}
+    cspec = dataclasses.replace(CoconutSpec(), seed=seed)
+    out["coconut_build"] = json.loads((ensure_coconut_models(cspec) / "build_info.json").read_text())
+    for mode in MODES:
+        model, tok = load_coconut(mode, cspec, verbose=False)
+        for task, (writer, probs) in problems(cspec, n_test=n_test).items():
+            t0 = time.perf_counter()
+            r = evaluate_mode(model, tok, writer, probs,
+                              n_thoughts=cspec.n_thoughts if mode == "coconut" else 0)
+            out["modes"][f"{mode}/{task}"] = {
+                "accuracy": r["accuracy"], "tokens": r["tokens"], "generated": r["generated"],
+                "seconds_per_answer": (time.perf_counter() - t0) / len(probs)}
+            print(f"seed {seed} {mode:8s} {task:6s} acc {r['accuracy']:.3f} "
+                  f"generated {r['generated']:.1f}", flush=True)
+    rspec = dataclasses.replace(RecurrentSpec(), seed=seed)
+    out["recurrent_build"] = json.loads(
+        (ensure_recurrent_model(rspec) / "build_info.json").read_text())
+    model, tok = load_recurrent(rspec, verbose=False)
+    for task, writer in zip(rspec.tasks, rspec.writers()):
+        probs = writer.split(0, n_test)[1]
+        for r in iterations:
+            t0 = time.perf_counter()
+            res = evaluate_depth(model, tok, writer, probs, iterations=r)
+            out["depth"][f"{task}/r={r}"] = {
+                "accuracy": res["accuracy"],
+                "seconds_per_answer": (time.perf_counter() - t0) / len(probs)}
+            print(f"seed {seed} recurrent {task:6s} r={r:2d} acc {res['accuracy']:.3f}", flush=True)
+        t0 = time.perf_counter()
+        res = evaluate_depth(model, tok, writer, probs, threshold=threshold,
+                             max_iterations=max(iterations))
+        out["depth"][f"{task}/adaptive"] = {
+            "accuracy": res["accuracy"], "mean_depth": res["mean_depth"],
+            "depth_histogram": dict(sorted(Counter(res["depths"]).items())),
+            "seconds_per_answer": (time.perf_counter() - t0) / len(probs)}
+        print(f"seed {seed} recurrent {task:6s} adaptive acc {res['accuracy']:.3f} "
+              f"mean depth {res['mean_depth']:.1f}", flush=True)
+    return out
+
+
+def summarise(runs: list[dict]) -> str:
+    def cell(values, fmt="{:.3f}"):
+        if len(values) == 1:
+            return fmt.format(values[0])
+        return (fmt + " ± " + fmt).format(statistics.mean(values), statistics.stdev(values))
+
+    lines = ["| task | mode | accuracy | visible tokens | generated (thoughts incl.) | s / answer |",
+             "|---|---|---|---|---|---|"]
+    for key in runs[0]["modes"]:
+        mode, task = key.split("/")
+        rows = [r["modes"][key] for r in runs]
+        lines.append(f"| {task} | {mode} | {cell([x['accuracy'] for x in rows])} | "
+                     f"{cell([x['tokens'] for x in rows], '{:.1f}')} | "
+                     f"{cell([x['generated'] for x in rows], '{:.1f}')} | "
+                     f"{cell([x['seconds_per_answer'] for x in rows], '{:.4f}')} |")
+    lines += ["", "| task | depth | accuracy | s / answer |", "|---|---|---|---|"]
+    for key in runs[0]["depth"]:
+        task, depth = key.split("/")
+        rows = [r["depth"][key] for r in runs]
+        extra = (f" (mean exit depth {cell([x['mean_depth'] for x in rows], '{:.1f}')})"
+                 if "mean_depth" in rows[0] else "")
+        lines.append(f"| {task} | {depth}{extra} | {cell([x['accuracy'] for x in rows])} | "
+                     f"{cell([x['seconds_per_answer'] for x in rows], '{:.4f}')} |")
+    return "\n".join(lines)
+
+
+def plot(runs: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for key in runs[0]["modes"]:
+        xs = [r["modes"][key]["generated"] for r in runs]
+        ys = [r["modes"][key]["accuracy"] for r in runs]
+        a.scatter(xs, ys, label=key)
+    a.set(xlabel="generated positions per problem (thoughts included)", ylabel="accuracy",
+          ylim=(0, 1.05),
+          title="Coconut arm, one dot per seed")
+    a.legend(fontsize=7)
+    tasks = sorted({k.split("/")[0] for k in runs[0]["depth"]})
+    for task in tasks:
+        keys = [k for k in runs[0]["depth"] if k.startswith(task + "/r=")]
+        rs = [int(k.split("=")[1]) for k in keys]
+        accs = [statistics.mean(r["depth"][k]["accuracy"] for r in runs) for k in keys]
+        b.plot(rs, accs, marker="o", label=task)
+    b.set(xscale="log", xlabel="core iterations r at test time", ylabel="accuracy (mean)",
+          ylim=(0, 1.05),
+          title="recurrent depth")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--n-test", type=int, default=200)
+    parser.add_argument("--iterations", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
+    parser.add_argument("--threshold", type=float, default=5e-4)
+    parser.add_argument("--tag", default="")
+    args = parser.parse_args()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    start = time.time()
+    results = ROOT / "benchmarks" / "results"
+    results.mkdir(exist_ok=True)
+    runs = []
+    for seed in args.seeds:       # one file per seed: seeds can run in parallel, then be joined
+        done = results / f"latent-seed{seed}.json"
+        setting = {k: getattr(args, k) for k in ("n_test", "iterations", "threshold")}
+        if done.exists() and json.loads(done.read_text())["setting"] == setting:
+            runs.append(json.loads(done.read_text())["run"])
+            continue
+        runs.append(run_seed(seed, **setting))
+        done.write_text(json.dumps({"setting": setting, "run": runs[-1],
+                                    "load_average_end": os.getloadavg()}, indent=1))
+    table = summarise(runs)
+    print(table)
+    name = "latent" + (f"-{args.tag}" if args.tag else "")
+    (results / f"{name}.json").write_text(json.dumps({
+        "args": vars(args), "runs": runs, "table": table, "seconds": round(time.time() - start),
+        "load_average_end": os.getloadavg(), "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__}, indent=1))
+    plot(runs, results / f"{name}.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""Latent reasoning: the Coconut feedback loop and the recurrent-depth model do what they document.
+
+Small randomly initialised models (no build, a few seconds) check the mechanics exactly. What the
+trained models achieve is asserted by notebook 09 (under nbmake) and measured by
+benchmarks/latent.py.
+"""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from workbench.latent.coconut import (BOT, EOT, LATENT, Worked, answer_with_thoughts, collate,
+                                      encode_prompt, forward_with_thoughts, latent_step,
+                                      stage_sequence)
+from workbench.latent.recurrent import RecurrentDepthLM, sample_iterations
+
+
+@pytest.fixture(scope="module")
+def small_qwen():
+    """A random 2-layer Qwen2 with the latent markers in its vocabulary (no training needed)."""
+    from transformers import AutoModelForCausalLM
+
+    from workbench.tasks import ReachTask, SumTask
+    from workbench.tiny import TinySpec, render_chat, tiny_config, train_tokenizer
+
+    rng = random.Random(0)
+    texts = []
+    for w in (SumTask(n_terms=4), ReachTask()):
+        for _ in range(300):
+            p = w.sample_problem(rng)
+            texts.append(render_chat(w.row(p)["prompt"], w.solution(p)))
+    tok = train_tokenizer(texts, 300)
+    tok.add_tokens([BOT, EOT, LATENT], special_tokens=True)
+    spec = TinySpec(hidden_size=64, intermediate_size=128, num_layers=2)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(tiny_config(spec, tok), dtype=torch.float32).eval()
+    return model, tok
+
+
+def test_latent_step_equals_a_manual_forward_with_the_hidden_state_fed_back(small_qwen):
+    model, tok = small_qwen
+    ids = torch.tensor([encode_prompt(tok, [{"role": "user", "content": "Add: 1+2+3+4"}])
+                        + tok.convert_tokens_to_ids([BOT])])                   # (1, T)
+    embeds = model.get_input_embeddings()(ids)                                # (1, T, H)
+    with torch.no_grad():
+        # by hand, no cache: run, take the last hidden state, append it as an embedding, run again
+        h1 = model.model(inputs_embeds=embeds).last_hidden_state[:, -1]        # (1, H)
+        h2 = model.model(inputs_embeds=torch.cat([embeds, h1[:, None]], 1)).last_hidden_state[:, -1]
+        h3 = model.model(inputs_embeds=torch.cat([embeds, h1[:, None], h2[:, None]], 1)
+                         ).last_hidden_state[:, -1]
+        # the helper, through the KV cache
+        from transformers import DynamicCache
+
+        cache, t = DynamicCache(), ids.shape[1]
+        mask = torch.ones(1, t, dtype=torch.long)
+        first = model.model(input_ids=ids, attention_mask=mask, past_key_values=cache,
+                            use_cache=True).last_hidden_state[:, -1]
+        second = latent_step(model, first, cache=cache, attention_mask=torch.ones(1, t + 1),
+                             position_ids=torch.tensor([[t]]))
+        third = latent_step(model, second, cache=cache, attention_mask=torch.ones(1, t + 2),
+                            position_ids=torch.tensor([[t + 1]]))
+    assert torch.allclose(first, h1, atol=1e-5)
+    assert torch.allclose(second, h2, atol=1e-5)
+    assert torch.allclose(third, h3, atol=1e-5)
+    # and the batched answer helper feeds back exactly those states
+    out = answer_with_thoughts(model, tok, [[{"role": "user", "content": "Add: 1+2+3+4"}]],
+                               n_thoughts=2, max_new_tokens=3)[0]
+    assert out.n_thoughts == 2 and out.thoughts.shape == (2, h1.shape[-1])
+    assert torch.allclose(out.thoughts, torch.cat([h1, h2]), atol=1e-5)
+
+
+def test_left_padding_does_not_change_a_thought(small_qwen):
+    """A batch aligns thoughts by left-padding prompts: each row thinks as if it were alone."""
+    model, tok = small_qwen
+    short = [{"role": "user", "content": "Add: 1+2+3+4"}]
+    long = [{"role": "user", "content": "Edges: a>b b>c c>d d>f\nFrom a: f or g?"}]
+    alone = [answer_with_thoughts(model, tok, [p], n_thoughts=3, max_new_tokens=4)[0]
+             for p in (short, long)]
+    both = answer_with_thoughts(model, tok, [short, long], n_thoughts=3, max_new_tokens=4)
+    for a, b in zip(alone, both):
+        assert torch.allclose(a.thoughts, b.thoughts, atol=1e-4)
+        assert a.text == b.text
+
+
+def test_curriculum_hides_steps_and_masks_all_but_the_visible_tail(small_qwen):
+    model, tok = small_qwen
+    ids = dict(zip((BOT, EOT, LATENT), tok.convert_tokens_to_ids([BOT, EOT, LATENT])))
+    ex = Worked(prompt=(5, 6, 7), steps=((10, 11), (12, 13), (14,)), answer=(20, 21), gold="x")
+    seq, labels = stage_sequence(ex, stage=2, c_thought=2, ids=ids)
+    assert seq == [5, 6, 7, ids[BOT]] + [ids[LATENT]] * 4 + [ids[EOT], 14, 20, 21]
+    assert labels == [-100] * 9 + [14, 20, 21]
+    seq0, labels0 = stage_sequence(ex, stage=0, c_thought=2, ids=ids)
+    assert seq0 == [5, 6, 7, ids[BOT], ids[EOT], 10, 11, 12, 13, 14, 20, 21]
+    # training forward: the loss sees only the visible tail, and thoughts carry gradient
+    other = Worked(prompt=(5, 6), steps=((10,), (12,), (14, 15)), answer=(20,), gold="y")
+    pairs = [stage_sequence(e, stage=2, c_thought=1, ids=ids) for e in (ex, other)]
+    input_ids, mask, lab, start = collate(pairs, prompt_lens=[3, 2], pad_id=tok.pad_token_id)
+    assert (input_ids[:, start:start + 2] == ids[LATENT]).all()
+    logits, thoughts = forward_with_thoughts(model, input_ids, mask, latent_start=start, n_latent=2)
+    assert logits.shape[1] == input_ids.shape[1] - start - 2 and thoughts.shape[1] == 2
+    thoughts.sum().backward()
+    assert model.model.embed_tokens.weight.grad.abs().sum() > 0
+    model.zero_grad(set_to_none=True)
+
+
+@pytest.fixture(scope="module")
+def small_recurrent():
+    torch.manual_seed(0)
+    return RecurrentDepthLM(vocab=50, hidden=32, heads=2, intermediate=64, max_positions=32).eval()
+
+
+def test_recurrent_one_iteration_is_prelude_core_coda(small_recurrent):
+    m = small_recurrent
+    ids = torch.randint(0, 50, (2, 9))
+    with torch.no_grad():
+        e, allowed = m.read(ids)
+        by_hand = m.write(m.think(torch.zeros_like(e), e, allowed), allowed)
+        assert torch.allclose(m(ids, iterations=1), by_hand, atol=1e-6)
+        deeper = m(ids, iterations=4)
+        assert not torch.allclose(deeper, by_hand, atol=1e-3)   # iterations change the answer
+    with pytest.raises(ValueError, match="at least one"):
+        m(ids, iterations=0)
+
+
+def test_recurrent_backprop_depth_truncates_gradients_not_values(small_recurrent):
+    m = small_recurrent
+    ids = torch.randint(0, 50, (2, 9))
+    full, cut = m(ids, iterations=6), m(ids, iterations=6, backprop_depth=2)
+    assert torch.allclose(full, cut, atol=1e-6)
+    cut.sum().backward()
+    assert m.adapter.weight.grad is not None
+    m.zero_grad(set_to_none=True)
+
+
+def test_adaptive_exit_limits(small_recurrent):
+    m = small_recurrent
+    ids = torch.randint(0, 50, (3, 10))
+    mask = torch.ones_like(ids)
+    mask[0, :3] = 0                                               # a left-padded row
+    never = m.forward_adaptive(ids, mask, threshold=0.0, max_iterations=7)
+    assert (never.depths == 7).all()
+    assert torch.allclose(never.logits, m(ids, mask, iterations=7), atol=1e-5)
+    always = m.forward_adaptive(ids, mask, threshold=float("inf"), max_iterations=7)
+    assert (always.depths == 2).all()
+    assert torch.allclose(always.logits, m(ids, mask, iterations=2), atol=1e-5)
+    some = m.forward_adaptive(ids, mask, threshold=1e-3, max_iterations=32)
+    assert ((some.depths >= 2) & (some.depths <= 32)).all()
+
+
+def test_training_depths_follow_the_log_normal_poisson():
+    rng = random.Random(0)
+    draws = [sample_iterations(rng, mean=4.0, cap=16) for _ in range(4000)]
+    assert min(draws) >= 1 and max(draws) <= 16
+    assert 4.0 < sum(draws) / len(draws) < 5.5                    # Poisson(mean) + 1
