@@ -87,9 +87,15 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tiny_path, tmp_path):
     proc.wait()
     killed_at = metrics.read_text().count("\n")
     assert 6 <= killed_at < 12
-    res = subprocess.run([sys.executable, "-m", "workbench", "train", "--resume", str(victim)],
-                         env=env, cwd=ROOT, capture_output=True, text=True)
-    assert res.returncode == 0, res.stderr[-2000:]
+    # two resumes at once: one continues the run, the other is refused by the lock
+    both = [subprocess.Popen([sys.executable, "-m", "workbench", "train", "--resume", str(victim)],
+                             env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True) for _ in range(2)]
+    results = sorted(((p.communicate()[1], p.returncode)[::-1] for p in both),
+                     key=lambda r: r[0])
+    assert results[0][0] == 0, results[0][1][-2000:]
+    assert results[1][0] == 2 and "being written by process" in results[1][1], results[1][1][-2000:]
+    assert "Traceback" not in results[1][1]
     got, want = Run.open(victim).metrics(), Run.open(ref).metrics()
     assert [m["step"] for m in got] == list(range(1, 13))
     assert len(Run.open(victim).traces()) == len(Run.open(ref).traces())
@@ -99,6 +105,58 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tiny_path, tmp_path):
         [t["completion"] for t in Run.open(ref).traces()]
     summary = json.loads((victim / "summary.json").read_text())
     assert summary["steps"] == 12
+
+
+def _quick(**top):
+    s = TrainSettings()
+    return replace(s, eval_examples=4, checkpoint_every=4, threads=1, **top,
+                   grpo=replace(s.grpo, group_size=4, prompts_per_step=2, micro_batch_size=8,
+                                generation_batch_size=8))
+
+
+def test_resume_extends_and_falls_back_past_a_damaged_checkpoint_exactly(tiny_path, tmp_path,
+                                                                         capsys):
+    """A 4-step run resumed with steps=8, and an 8-step run whose newest checkpoint no longer
+    loads (latest.json garbage too), both end with the numbers of one straight 8-step run."""
+    from workbench.trainer import train
+
+    ref = tmp_path / "ref"
+    train(_quick(steps=8), ref, verbose=False)
+    want = [m["reward_mean"] for m in Run.open(ref).metrics()]
+    assert len(want) == 8
+    # more steps: the one override a user expects to work, recorded in settings.json
+    ext = tmp_path / "ext"
+    train(_quick(steps=4), ext, verbose=False)
+    summary = train(None, ext, resume=True, steps=8, verbose=False)
+    assert summary["steps"] == 8 and Run.open(ext).settings["steps"] == 8
+    assert [m["reward_mean"] for m in Run.open(ext).metrics()] == want
+    assert len(Run.open(ext).traces()) == 8 * 8
+    # newest checkpoint damaged where its size cannot tell (same length, garbage bytes)
+    state = ref / "checkpoints" / "step-000008" / "trainer_state.pt"
+    state.write_bytes(b"\0" * state.stat().st_size)
+    (ref / "checkpoints" / "latest.json").write_text("{")
+    summary = train(None, ref, resume=True, verbose=True)
+    out = capsys.readouterr().out
+    assert "step-000008 does not load" in out and "resumed" in out and "from step 4" in out
+    assert summary["steps"] == 8
+    assert [m["reward_mean"] for m in Run.open(ref).metrics()] == want, "redone steps 5-8 match"
+    assert [e["label"] for e in Run.open(ref).evals()] == ["before", "after"]
+    assert Run.open(ref).latest_checkpoint().name == "step-000008"
+    assert json.loads((ref / "checkpoints" / "latest.json").read_text())["step"] == 8
+
+
+def test_a_resume_while_another_process_writes_is_refused_before_loading(tmp_path):
+    from test_runs import fake_run, held_by_another_process
+
+    from workbench.runs import RunStoreError
+
+    run = fake_run(tmp_path / "r", settings=_quick(steps=8).to_dict())
+    run.close()
+    with held_by_another_process(run.path) as pid:
+        t0 = time.perf_counter()
+        with pytest.raises(RunStoreError, match=f"process {pid}"):
+            GRPOTrainer(None, run.path, resume=True, verbose=False)
+        assert time.perf_counter() - t0 < 5, "refused before the model loads"
 
 
 def test_cli_inspect_and_errors(tmp_path):

@@ -2,6 +2,7 @@
 
     python -m workbench train --out runs/first            # the tiny default, a few minutes on CPU
     python -m workbench train --resume runs/first         # continue a killed run
+    python -m workbench train --resume runs/first --steps 300   # ... and train it longer
     python -m workbench eval --model runs/first/checkpoints/step-000150/weights
     python -m workbench inspect runs/first                # what happened in a run
 """
@@ -20,7 +21,10 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="run GRPO and evaluate before/after")
     where = t.add_mutually_exclusive_group(required=True)
     where.add_argument("--out", help="new run folder")
-    where.add_argument("--resume", metavar="DIR", help="resume the run in DIR from its last checkpoint")
+    where.add_argument("--resume", metavar="DIR",
+                       help="resume the run in DIR from its newest complete checkpoint, with its "
+                       "own settings; only --steps, --checkpoint-every, --device and --threads "
+                       "may change them")
     _common(t)
     t.add_argument("--steps", type=int, help="GRPO steps (default 150)")
     t.add_argument("--group-size", type=int, help="completions per prompt (default 8)")
@@ -55,10 +59,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads")
 
 
-def settings_from_args(args):
+def settings_from_args(args, base=None):
+    """TrainSettings from the flags given, over ``base`` (a resumed run's own settings) or the
+    defaults. Only flags actually given change anything."""
     from .settings import TrainSettings
 
-    s = TrainSettings()
+    s = base or TrainSettings()
     m, g, t = s.model, s.grpo, s.task
     if args.model:
         m = replace(m, model=args.model)
@@ -74,24 +80,27 @@ def settings_from_args(args):
         value = getattr(args, flag, None)
         if value is not None:
             g = replace(g, **{field: value})
-    if g.group_size * g.prompts_per_step % g.micro_batch_size:
-        g = replace(g, micro_batch_size=g.group_size * g.prompts_per_step)
-    if g.generation_batch_size % g.group_size:
-        g = replace(g, generation_batch_size=g.group_size * g.prompts_per_step)
+    if g.group_size > 0 and g.prompts_per_step > 0:     # else validation says what is wrong
+        if g.group_size * g.prompts_per_step % g.micro_batch_size:
+            g = replace(g, micro_batch_size=g.group_size * g.prompts_per_step)
+        if g.generation_batch_size % g.group_size:
+            g = replace(g, generation_batch_size=g.group_size * g.prompts_per_step)
     top = {}
     for flag in ("steps", "seed", "device", "threads", "checkpoint_every", "eval_examples"):
         value = getattr(args, flag, None)
         if value is not None:
             top[flag] = value
-    if m.model != "tiny" and getattr(args, "lr", None) is None:
+    if base is None and m.model != "tiny" and getattr(args, "lr", None) is None:
         g = replace(g, learning_rate=1e-5 if m.lora is False else 5e-5)  # full FT vs LoRA
     return replace(s, model=m, task=t, grpo=g, **top)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command line; a user error prints one ``error:`` line and returns 2."""
     args = _parser().parse_args(argv)
     from .runs import RunStoreError
     from .settings import SettingsError
+    from .tasks import TaskFileError
 
     try:
         if args.command == "inspect":
@@ -106,16 +115,26 @@ def main(argv: list[str] | None = None) -> int:
 
             return cli_main(args)
         return _train(args)
-    except (SettingsError, RunStoreError, FileNotFoundError) as exc:
+    except (SettingsError, RunStoreError, TaskFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        folder = getattr(args, "resume", None) or getattr(args, "out", None)
+        hint = f"; continue with `python -m workbench train --resume {folder}`" if folder else ""
+        print(f"interrupted{hint}", file=sys.stderr)
+        return 130
 
 
 def _train(args) -> int:
+    from .runs import Run
+    from .settings import SettingsError, TrainSettings
     from .trainer import train
 
     if args.resume:
-        summary = train(None, args.resume, resume=True)
+        if args.overwrite:
+            raise SettingsError("--overwrite replaces a run and --resume continues one: give one.")
+        saved = TrainSettings.from_dict(Run.open(args.resume).settings)
+        summary = train(settings_from_args(args, base=saved), args.resume, resume=True)
         out = args.resume
     else:
         summary = train(settings_from_args(args), args.out, overwrite=args.overwrite)
@@ -129,11 +148,19 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
+    import torch
+
     from .models import load_policy
+    from .settings import SettingsError, validate_settings
     from .tasks import get_task
     from .trainer import evaluate_policy
 
     s = settings_from_args(args)
+    validate_settings(s)
+    if args.examples < 1:
+        raise SettingsError(f"--examples {args.examples}: evaluate at least 1 problem.")
+    if s.threads:
+        torch.set_num_threads(s.threads)
     task = get_task(s.task.name, **s.task.knobs)
     policy = load_policy(s.model, device=s.device, task=task.name)
     result = evaluate_policy(policy, task, n=args.examples, max_new_tokens=s.grpo.max_new_tokens)

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import types
+import typing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -86,22 +89,170 @@ class TrainSettings:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainSettings":
-        data = dict(data)
-        return cls(
-            model=ModelSettings(**data.pop("model", {})),
-            task=TaskSettings(**data.pop("task", {})),
-            grpo=GRPOSettings(**data.pop("grpo", {})),
-            **data,
-        )
+        """Settings from ``to_dict``'s shape (a run's settings.json); missing fields take their
+        defaults, unknown ones raise ``SettingsError`` (a typo must not be ignored)."""
+        return _from_dict(cls, data, "settings")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
+def _from_dict(cls, data: Any, where: str):
+    if not isinstance(data, dict):
+        raise SettingsError(f"{where} must be a JSON object of named fields, got "
+                            f"{type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise SettingsError(f"{where}: unknown field(s) {', '.join(map(str, unknown))}; known: "
+                            f"{', '.join(sorted(names))}.")
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        kwargs[name] = (_from_dict(hint, value, f"{where}.{name}")
+                        if dataclasses.is_dataclass(hint) else value)
+    return cls(**kwargs)
+
+
+# Fields a resumed run may change: how long it runs and where, not what it learns.
+RESUMABLE = ("steps", "checkpoint_every", "eval_every", "eval_every_examples", "device", "threads")
+
+
+def resumed_settings(saved: dict, asked: "TrainSettings | None" = None) -> "TrainSettings":
+    """The settings a resumed run continues with.
+
+    saved: the run's settings.json. asked: settings given for the resume (None: the run's own).
+    Only the fields in ``RESUMABLE`` may differ (more steps, another device, ...); any other
+    difference raises ``SettingsError`` naming it, since the checkpoint's optimiser state, data
+    position and logged history belong to the run's own settings.
+    """
+    run = TrainSettings.from_dict(saved)
+    if asked is None:
+        return run
+    old, new = _flat(run.to_dict()), _flat(asked.to_dict())
+    changed = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    conflicts = [f"{k}={new.get(k)!r} (the run has {old.get(k)!r})"
+                 for k in changed if k not in RESUMABLE]
+    if conflicts:
+        raise SettingsError(
+            f"a resumed run keeps its settings, but these differ: {'; '.join(conflicts)}. Only "
+            f"{', '.join(RESUMABLE)} can change on resume; for anything else start a new run "
+            "with --out.")
+    return asked
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def _type_problems(obj, prefix: str = "") -> list[str]:
+    """A line for every field of ``obj`` (recursively) whose value is not of its declared type."""
+    problems = []
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value, hint = getattr(obj, f.name), hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            if isinstance(value, hint):
+                problems += _type_problems(value, f"{prefix}{f.name}.")
+            else:
+                problems.append(f"{prefix}{f.name}: expected {hint.__name__}, got "
+                                f"{type(value).__name__}.")
+            continue
+        kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        if not any(_is_a(value, k) for k in kinds):
+            want = " or ".join("None" if k is type(None) else getattr(k, "__name__", str(k))
+                               for k in kinds)
+            problems.append(f"{prefix}{f.name}={value!r}: must be {want}, not "
+                            f"{type(value).__name__}.")
+    return problems
+
+
+def _is_a(value, kind) -> bool:
+    kind = typing.get_origin(kind) or kind
+    if kind is type(None):
+        return value is None
+    if kind is float:                                   # an int is a fine float, a bool is not
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _float_problems(obj) -> list[str]:
+    """A line for every float field that is NaN or infinite (they poison the run steps later)."""
+    problems = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            problems += _float_problems(value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"{f.name}={value}: must be a finite number.")
+    return problems
+
+
 def validate_settings(s: TrainSettings) -> None:
-    """Raise ``SettingsError`` listing every problem (and the fix) before any work starts."""
-    g, m = s.grpo, s.model
-    problems: list[str] = []
+    """Raise ``SettingsError`` listing every problem (and the fix) before any work starts.
+
+    Every field is checked: its type, then its value (NaN and infinities are refused
+    everywhere), then how fields combine (batch sizes, tier and device, model and task).
+    """
+    problems = _type_problems(s)
+    if problems:                                         # value checks need the right types
+        _raise(problems)
+    problems = _float_problems(s)
+    if problems:                                         # NaN fails every comparison below too
+        _raise(problems)
+    problems += _grpo_problems(s.grpo)
+    problems += _model_problems(s.model)
+    if s.steps < 1:
+        problems.append(f"steps={s.steps}: must be at least 1.")
+    if not 0 <= s.seed < 2**63:
+        problems.append(f"seed={s.seed}: must be between 0 and 2**63-1.")
+    if s.checkpoint_every < 1:
+        problems.append(f"checkpoint_every={s.checkpoint_every}: must be at least 1.")
+    if s.eval_examples < 1:
+        problems.append(f"eval_examples={s.eval_examples}: held-out accuracy needs at least 1 "
+                        "problem (200 is the default).")
+    if s.eval_every < 0:
+        problems.append(f"eval_every={s.eval_every}: must be 0 (only before/after) or more.")
+    if s.eval_every_examples < 1:
+        problems.append(f"eval_every_examples={s.eval_every_examples}: evaluations during "
+                        "training need at least 1 held-out problem.")
+    if s.threads is not None and s.threads < 1:
+        problems.append(f"threads={s.threads}: must be at least 1 (or unset for torch's default).")
+    device_problems = _device_problems(s.device)
+    problems += device_problems
+    m = s.model
+    if m.tier in ("unsloth", "bnb4") and m.lora is False:
+        problems.append(f"tier={m.tier!r} trains LoRA adapters on frozen 4-bit weights: set lora=True "
+                        "(or leave it unset), or use tier='plain' for full fine-tuning.")
+    elif m.tier in ("unsloth", "bnb4") and not device_problems:
+        from .models import choose_tier, resolve_device  # late import: pulls in torch
+
+        try:
+            choose_tier(m, resolve_device(s.device))
+        except SettingsError as exc:
+            problems.append(str(exc))
+    problems += _task_problems(s.task, tiny=m.model == "tiny")
+    if problems:
+        _raise(problems)
+
+
+def _raise(problems: list[str]) -> None:
+    if len(problems) == 1:
+        raise SettingsError(f"Settings cannot work: {problems[0]}")
+    raise SettingsError("Settings cannot work:\n  - " + "\n  - ".join(problems))
+
+
+def _grpo_problems(g: GRPOSettings) -> list[str]:
+    problems = []
     if g.group_size < 2:
         problems.append(
             f"group_size={g.group_size}: GRPO compares completions of the same prompt, so it needs "
@@ -109,21 +260,31 @@ def validate_settings(s: TrainSettings) -> None:
     if g.prompts_per_step < 1:
         problems.append(f"prompts_per_step={g.prompts_per_step}: must be at least 1.")
     total = g.group_size * g.prompts_per_step
-    if g.generation_batch_size < 1 or (g.generation_batch_size % g.group_size
-                                       and total % g.generation_batch_size):
-        problems.append(
-            f"generation_batch_size={g.generation_batch_size} splits groups: make it a multiple of "
-            f"group_size={g.group_size} or a divisor of group_size*prompts_per_step={total}.")
-    if g.micro_batch_size < 1 or total % g.micro_batch_size:
-        problems.append(
-            f"micro_batch_size={g.micro_batch_size} does not divide the {total} completions per step "
-            f"(group_size*prompts_per_step); pick a divisor of {total}.")
+    if g.group_size >= 2 and g.prompts_per_step >= 1:    # else the sizes below mean nothing
+        if g.generation_batch_size < 1 or (g.generation_batch_size % g.group_size
+                                           and total % g.generation_batch_size):
+            problems.append(
+                f"generation_batch_size={g.generation_batch_size} splits groups: make it a "
+                f"multiple of group_size={g.group_size} or a divisor of "
+                f"group_size*prompts_per_step={total}.")
+        if g.micro_batch_size < 1 or total % g.micro_batch_size:
+            problems.append(
+                f"micro_batch_size={g.micro_batch_size} does not divide the {total} completions "
+                f"per step (group_size*prompts_per_step); pick a divisor of {total}.")
     if g.max_new_tokens < 1:
         problems.append(f"max_new_tokens={g.max_new_tokens}: must be at least 1.")
     if g.temperature <= 0:
         problems.append(f"temperature={g.temperature}: GRPO needs sampling; use a value > 0 (e.g. 1.0).")
     if not 0 < g.top_p <= 1:
         problems.append(f"top_p={g.top_p}: must be in (0, 1].")
+    if g.learning_rate <= 0:
+        problems.append(f"learning_rate={g.learning_rate}: must be positive (1e-4 for the tiny "
+                        "model, ~1e-5..5e-5 for LoRA on a real one).")
+    if g.weight_decay < 0:
+        problems.append(f"weight_decay={g.weight_decay}: cannot be negative (0 is the default).")
+    if g.max_grad_norm <= 0:
+        problems.append(f"max_grad_norm={g.max_grad_norm}: must be positive (1.0 is usual; a large "
+                        "value such as 1e9 turns clipping off).")
     if g.loss_type not in LOSS_TYPES:
         problems.append(f"loss_type={g.loss_type!r}: choose one of {', '.join(LOSS_TYPES)}.")
     if g.epsilon_low < 0 or g.epsilon_high < 0 or g.epsilon_low >= 1:
@@ -134,22 +295,30 @@ def validate_settings(s: TrainSettings) -> None:
         problems.append(f"beta={g.beta}: the KL weight cannot be negative.")
     if g.num_iterations < 1:
         problems.append(f"num_iterations={g.num_iterations}: must be at least 1.")
-    if g.learning_rate <= 0:
-        problems.append(f"learning_rate={g.learning_rate}: must be positive.")
-    if s.steps < 1:
-        problems.append(f"steps={s.steps}: must be at least 1.")
-    if s.checkpoint_every < 1:
-        problems.append(f"checkpoint_every={s.checkpoint_every}: must be at least 1.")
-    if s.eval_examples < 0:
-        problems.append(f"eval_examples={s.eval_examples}: cannot be negative.")
-    if s.eval_every < 0 or s.eval_every_examples < 1:
-        problems.append(f"eval_every={s.eval_every}, eval_every_examples={s.eval_every_examples}:"
-                        " evaluate every N >= 0 steps (0 = only before/after) on >= 1 problem.")
+    return problems
+
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def _model_problems(m: ModelSettings) -> list[str]:
+    problems = []
     if m.tier not in TIERS:
         problems.append(f"tier={m.tier!r}: choose one of {', '.join(TIERS)}.")
     if m.lora_r < 1:
         problems.append(f"lora_r={m.lora_r}: must be at least 1.")
-    if m.model != "tiny":
+    if m.lora_alpha <= 0:
+        problems.append(f"lora_alpha={m.lora_alpha}: must be positive (LoRA scale = alpha / r; "
+                        "usually 2 * lora_r).")
+    if not 0 <= m.lora_dropout < 1:
+        problems.append(f"lora_dropout={m.lora_dropout}: must be in [0, 1).")
+    if m.dtype not in DTYPES:
+        problems.append(f"dtype={m.dtype!r}: choose one of {', '.join(DTYPES)}.")
+    if m.max_seq_length < 1:
+        problems.append(f"max_seq_length={m.max_seq_length}: must be at least 1.")
+    if not m.model.strip():
+        problems.append("model='': give 'tiny', a hub id or a local model folder.")
+    elif m.model != "tiny":
         path = Path(m.model).expanduser()
         looks_local = m.model.startswith((".", "/", "~")) or path.exists()
         if looks_local and not (path / "config.json").exists():
@@ -157,24 +326,71 @@ def validate_settings(s: TrainSettings) -> None:
                 f"model={m.model!r}: no such model folder (expected a config.json inside). Give a "
                 "folder saved with save_pretrained, a hub id such as 'Qwen/Qwen2.5-0.5B-Instruct', "
                 "or 'tiny' for the embedded model.")
-    if m.tier in ("unsloth", "bnb4") and m.lora is False:
-        problems.append(f"tier={m.tier!r} trains LoRA adapters on frozen 4-bit weights: set lora=True "
-                        "(or leave it unset), or use tier='plain' for full fine-tuning.")
-    elif m.tier in ("unsloth", "bnb4"):
-        from .models import choose_tier, resolve_device  # late import: pulls in torch
+    return problems
 
-        try:
-            choose_tier(m, resolve_device(s.device))
-        except SettingsError as exc:
-            problems.append(str(exc))
+
+def _device_problems(device: str | None) -> list[str]:
+    if device is None:
+        return []
+    import torch  # late import: settings stay importable without torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        return [f"device={device!r}: unknown; use 'cpu', 'cuda' or 'cuda:N' (or leave it unset: "
+                "cuda if present, else cpu)."]
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            return [f"device={device!r}: this machine has no CUDA GPU that torch "
+                    f"{torch.__version__} can use; use device='cpu' or leave it unset."]
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            return [f"device={device!r}: there are only {torch.cuda.device_count()} CUDA "
+                    f"device(s) (cuda:0..cuda:{torch.cuda.device_count() - 1})."]
+    elif dev.type == "mps":
+        if not torch.backends.mps.is_available():
+            return [f"device={device!r}: no Apple GPU (MPS) here; use device='cpu'."]
+    elif dev.type != "cpu":
+        return [f"device={device!r}: the workbench runs on 'cpu' or 'cuda' ('cuda:N')."]
+    return []
+
+
+def _task_problems(t: TaskSettings, *, tiny: bool) -> list[str]:
     from .tasks import TASKS  # late import: tasks pulls in datasets
 
-    if s.task.name not in TASKS and not s.task.name.startswith(("gsm8k:", "math:")):
+    kind, _, file = t.name.partition(":")
+    sizes = {k: t.knobs[k] for k in ("n_train", "n_test") if k in t.knobs}
+    knobs = {k: v for k, v in t.knobs.items() if k not in sizes}
+    problems = [f"task knob {k}={v!r}: must be a whole number >= 1." for k, v in sizes.items()
+                if not _is_a(v, int) or v < 1]
+    if t.name in TASKS:
+        try:
+            TASKS[t.name](**knobs)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"task knobs {t.knobs!r} do not fit task {t.name!r}: {exc}.")
+    elif kind in ("gsm8k", "math") and file:
+        path = Path(file).expanduser()
+        if not path.is_file():
+            problems.append(f"task={t.name!r}: {'is a folder' if path.is_dir() else 'no such file'}"
+                            f" {path}; give a jsonl file (one JSON object per line).")
+        unknown = sorted(set(knobs) - {"test_path", "test_fraction", "limit", "system_prompt"})
+        if unknown:
+            problems.append(f"task knobs {unknown}: unknown for a {kind} file; known: test_path, "
+                            "test_fraction, limit, system_prompt.")
+        fraction = knobs.get("test_fraction", 0.1)
+        if not _is_a(fraction, float) or not 0 < fraction < 1:
+            problems.append(f"task knob test_fraction={fraction!r}: must be between 0 and 1.")
+        limit = knobs.get("limit")
+        if limit is not None and (not _is_a(limit, int) or limit < 1):
+            problems.append(f"task knob limit={limit!r}: must be a whole number >= 1.")
+        if tiny:
+            problems.append(f"task={t.name!r}: the tiny model knows only the synthetic tasks "
+                            f"({', '.join(sorted(TASKS))}); give --model a real model for a "
+                            f"{kind} file.")
+    else:
         problems.append(
-            f"task={s.task.name!r}: unknown; choose one of {', '.join(sorted(TASKS))}, or "
+            f"task={t.name!r}: unknown; choose one of {', '.join(sorted(TASKS))}, or "
             "'gsm8k:PATH.jsonl' / 'math:PATH.jsonl' for a local file.")
-    if problems:
-        raise SettingsError("Settings cannot work:\n  - " + "\n  - ".join(problems))
+    return problems
 
 
 # =============================================================================================

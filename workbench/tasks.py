@@ -372,38 +372,95 @@ def last_boxed(text: str) -> str | None:
     return boxes[-1] if boxes else None
 
 
-def _read_jsonl(path: str | Path) -> list[dict]:
+class TaskFileError(ValueError):
+    """A dataset file that cannot be read as the task needs; the message names the line."""
+
+
+class TaskFileMissing(TaskFileError, FileNotFoundError):
+    """The dataset file does not exist."""
+
+
+def _read_jsonl(path: str | Path) -> list[tuple[int, dict]]:
+    """(line number, row) of every non-blank line; ``TaskFileError`` naming the line otherwise."""
     path = Path(path).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"no such dataset file: {path}")
+        raise TaskFileMissing(f"no such dataset file: {path}")
+    if path.is_dir():
+        raise TaskFileError(f"{path} is a folder; give a jsonl file (one JSON object per line)")
     rows = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+    try:
+        with path.open("rb") as fh:
+            for lineno, raw in enumerate(fh, 1):
+                rows += _jsonl_row(raw, f"{path}:{lineno}", lineno)
+    except OSError as exc:
+        raise TaskFileError(f"cannot read {path}: {exc.strerror}") from None
     if not rows:
-        raise ValueError(f"{path}: no rows")
+        raise TaskFileError(f"{path}: no rows (the file is empty); give one JSON object per line")
     return rows
+
+
+def _jsonl_row(raw: bytes, where: str, lineno: int) -> list[tuple[int, dict]]:
+    if b"\0" in raw:
+        raise TaskFileError(f"{where}: binary data, not text; give a UTF-8 jsonl file")
+    try:
+        line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")   # a BOM is not data
+    except UnicodeDecodeError:
+        raise TaskFileError(f"{where}: not UTF-8 text; give a UTF-8 jsonl file") from None
+    if not line.strip():
+        return []
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as exc:
+        hint = (" (a JSON array or a pretty-printed file? write one object per line)"
+                if lineno == 1 and line.strip() in ("[", "{") else "")
+        raise TaskFileError(f"{where}: not valid JSON ({exc.msg}){hint}") from None
+    if not isinstance(row, dict):
+        raise TaskFileError(f"{where}: a row must be a JSON object with named fields, got "
+                            f"{_json_kind(row)}")
+    return [(lineno, row)]
+
+
+def _json_kind(value) -> str:
+    return {dict: "an object", list: "an array", str: "a string", bool: "true/false",
+            int: "a number", float: "a number", type(None): "null"}.get(type(value), "a value")
+
+
+def _text_field(r: dict, key: str, where: str) -> str:
+    value = r[key]
+    if not isinstance(value, str) or not value.strip():
+        raise TaskFileError(f"{where}: '{key}' must be non-empty text, got {_json_kind(value)}")
+    return value
 
 
 def _gsm8k_row(r: dict, where: str) -> dict:
     if "question" not in r or "answer" not in r:
-        raise ValueError(f"{where}: a GSM8K row needs 'question' and 'answer', got {sorted(r)}")
-    return {"question": r["question"], "answer": gsm8k_gold(r["answer"])}
+        raise TaskFileError(f"{where}: a GSM8K row needs 'question' and 'answer', got "
+                            f"{sorted(r)}")
+    question, answer = _text_field(r, "question", where), _text_field(r, "answer", where)
+    try:
+        gold = gsm8k_gold(answer)
+    except ValueError as exc:
+        raise TaskFileError(f"{where}: {exc}") from None
+    if not gold:
+        raise TaskFileError(f"{where}: the answer has nothing after '####'")
+    return {"question": question, "answer": gold}
 
 
 def _math_row(r: dict, where: str) -> dict:
-    problem = r.get("problem") or r.get("question")
+    key = "problem" if "problem" in r else "question"
+    if key not in r or ("answer" not in r and "solution" not in r):
+        raise TaskFileError(f"{where}: a MATH row needs 'problem' and 'answer' or a 'solution' "
+                            f"with \\boxed{{}}, got {sorted(r)}")
+    problem = _text_field(r, key, where)
     gold = r.get("answer")
-    if gold is None and "solution" in r:
-        gold = last_boxed(r["solution"])
-    if not problem or gold is None:
-        raise ValueError(f"{where}: a MATH row needs 'problem' and 'answer' or a 'solution' "
-                         f"with \\boxed{{}}, got {sorted(r)}")
+    if gold is None:
+        gold = last_boxed(_text_field(r, "solution", where))
+        if gold is None:
+            raise TaskFileError(f"{where}: the solution has no \\boxed{{}} answer")
+    elif isinstance(gold, bool) or not isinstance(gold, (str, int, float)):
+        raise TaskFileError(f"{where}: 'answer' must be text or a number, got {_json_kind(gold)}")
+    if not str(gold).strip():
+        raise TaskFileError(f"{where}: 'answer' is empty")
     return {"question": problem, "answer": str(gold), "level": str(r.get("level", "")),
             "type": str(r.get("type", r.get("subject", "")))}
 
@@ -420,8 +477,8 @@ def load_jsonl_task(kind: str, path: str | Path, *, test_path: str | Path | None
     def rows_of(p):
         raw = _read_jsonl(p)[:limit]
         out = []
-        for i, r in enumerate(raw):
-            row = to_row(r, f"{p}:{i + 1}")
+        for lineno, r in raw:
+            row = to_row(r, f"{Path(p).expanduser()}:{lineno}")
             row["prompt"] = [{"role": "system", "content": system_prompt},
                              {"role": "user", "content": row["question"]}]
             out.append(row)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import random
 import time
-import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -28,8 +28,8 @@ from .memory import (MemoryTracker, dtype_bytes_for, free_bytes_now, generation_
 from .models import Policy, load_policy, load_policy_weights, save_policy_weights
 from .rewards import accuracy_of, score_completions
 from .rollouts import Completions, sample_group
-from .runs import Run
-from .settings import TrainSettings, validate_settings
+from .runs import ResumePoint, Run, RunStoreError, write_json_atomic
+from .settings import SettingsError, TrainSettings, resumed_settings, validate_settings
 from .tasks import Task, completion_text, get_task
 
 
@@ -37,15 +37,29 @@ class GRPOTrainer:
     """GRPO on one policy and one task, logging into a run folder.
 
     ``out=None`` keeps everything in memory (notebook experiments); with a folder every step is
-    recorded and ``resume=True`` continues a killed run from its last checkpoint.
+    recorded and ``resume=True`` continues a killed run from its newest complete checkpoint. The
+    trainer holds the folder's writer lock until ``close()`` (or the process ends).
     """
 
     def __init__(self, settings: TrainSettings | None = None, out: str | Path | None = None, *,
                  policy: Policy | None = None, task: Task | None = None, resume: bool = False,
                  overwrite: bool = False, callbacks: list[Callable[[dict], None]] | None = None,
                  verbose: bool = True):
-        settings = settings or TrainSettings()
+        if resume and out is None:
+            raise RunStoreError("resume=True needs the run folder: pass out=...")
+        saved = Run.open(out).settings if resume else None
+        settings = resumed_settings(saved, settings) if resume else settings or TrainSettings()
         validate_settings(settings)
+        self.run: Run | None = None                     # locked before any work starts
+        self._resume_at: ResumePoint | None = None
+        if out is not None:
+            self.run = Run.open(out, lock=True) if resume else Run.reserve(out, overwrite=overwrite)
+        if resume:
+            self._resume_at = self.run.resume_point()
+            done = self._resume_at.state["step"] if self._resume_at.state else 0
+            if settings.steps < done:
+                raise SettingsError(f"steps={settings.steps}: the run is already at step {done}; "
+                                    f"give at least {done}.")
         self.settings = settings
         self.verbose = verbose
         self.callbacks = list(callbacks or [])
@@ -74,13 +88,10 @@ class GRPOTrainer:
         self._warned: set[str] = set()
         torch.manual_seed(settings.seed)
         self.generator.manual_seed(settings.seed)
-        self.run: Run | None = None
-        if out is not None:
-            if resume:
-                self.run = Run.open(out)
-                self._restore()
-            else:
-                self.run = Run.create(out, settings.to_dict(), overwrite=overwrite)
+        if resume:
+            self._restore(saved)
+        elif self.run is not None:
+            self.run.start(settings.to_dict(), overwrite=overwrite)
 
     # ------------------------------------------------------------------------------------------
     # 1. data order
@@ -363,27 +374,54 @@ class GRPOTrainer:
         return self.run.commit_checkpoint(tmp, self.step_count, {
             "data_position": self.data_position, "history_len": len(self.history)})
 
-    def _restore(self) -> None:
-        run = self.run
-        ckpt = run.latest_checkpoint()
-        if ckpt is None:                               # killed before the first checkpoint
-            run.truncate_logs({})
-            return
-        state = run.checkpoint_state(ckpt)
-        load_policy_weights(self.policy, ckpt / "weights")
-        blob = torch.load(ckpt / "trainer_state.pt", weights_only=False)
-        self.optimizer.load_state_dict(blob["optimizer"])
-        torch.random.set_rng_state(blob["torch_rng"])
-        self.generator.set_state(blob["sampling_rng"])
-        if blob.get("cuda_rng") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(blob["cuda_rng"])
-        random.setstate(blob["python_rng"])
-        self.step_count = state["step"]
-        self.data_position = state["data_position"]
-        run.truncate_logs(state["log_sizes"])
+    def _restore(self, saved: dict) -> None:
+        """Continue from ``self._resume_at`` (checked in ``__init__``): weights, optimiser, RNG
+        states and data position; the logs are cut back to what the checkpoint recorded. A
+        checkpoint whose files do not load falls back to the next older complete one."""
+        run, point = self.run, self._resume_at
+        notes = list(point.notes)
+        for ckpt in [point.checkpoint, *point.older] if point.checkpoint else []:
+            state = run.checkpoint_state(ckpt)
+            try:
+                run.check_logs(state, ckpt.name)
+                blob = torch.load(ckpt / "trainer_state.pt", weights_only=True)
+                load_policy_weights(self.policy, ckpt / "weights")
+                self.optimizer.load_state_dict(blob["optimizer"])
+                data_position = int(state["data_position"])
+            except RunStoreError:
+                raise
+            except Exception as exc:                   # a damaged file: try an older checkpoint
+                notes.append(f"checkpoint {ckpt.name} does not load ({type(exc).__name__}: "
+                             f"{str(exc)[:120]}); trying an older one")
+                continue
+            torch.random.set_rng_state(blob["torch_rng"])
+            self.generator.set_state(blob["sampling_rng"])
+            if blob.get("cuda_rng") is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(blob["cuda_rng"])
+            random.setstate(blob["python_rng"])
+            self.step_count, self.data_position = state["step"], data_position
+            run.truncate_logs(state["log_sizes"])
+            run.mark_latest(ckpt)                     # in case latest.json named another
+            break
+        else:
+            if point.checkpoint is not None:
+                raise RunStoreError(f"no checkpoint of {run.path} loads: {'; '.join(notes)}. "
+                                    "Nothing was changed; start a new run with --out.")
+            run.truncate_logs({})                      # killed before the first checkpoint
+            notes.append("no checkpoint yet: the run starts again from step 0")
         self.history = run.metrics()
+        (run.path / "summary.json").unlink(missing_ok=True)      # no longer finished
+        if self.settings.to_dict() != saved:           # RESUMABLE changes, e.g. more steps
+            write_json_atomic(run.path / "settings.json", self.settings.to_dict())
         if self.verbose:
+            for note in notes:
+                _write(f"[workbench] {note}")
             _write(f"[workbench] resumed {run.path} from step {self.step_count}")
+
+    def close(self) -> None:
+        """Release the run folder's writer lock (also released when the process ends)."""
+        if self.run is not None:
+            self.run.close()
 
     # ------------------------------------------------------------------------------------------
     # the whole job
@@ -527,14 +565,21 @@ def evaluate_policy(policy: Policy, task: Task, *, n: int = 200, max_new_tokens:
 
 
 def train(settings: TrainSettings | None = None, out: str | Path | None = None, *,
-          resume: bool = False, **kwargs) -> dict:
-    """Run the whole job: the function behind ``python -m workbench train``."""
-    if resume:
-        settings = TrainSettings.from_dict(Run.open(out).settings)
-        if kwargs.pop("steps", None):
-            warnings.warn("steps is ignored when resuming; the run's own settings are used")
+          resume: bool = False, steps: int | None = None, **kwargs) -> dict:
+    """Run the whole job: the function behind ``python -m workbench train``.
+
+    ``resume=True`` continues the run in ``out`` with its own settings; ``steps`` (or settings
+    that differ only in ``settings.RESUMABLE`` fields) extends it, anything else is refused.
+    """
+    if steps is not None:
+        base = settings or (TrainSettings.from_dict(Run.open(out).settings) if resume
+                            else TrainSettings())
+        settings = replace(base, steps=steps)
     trainer = GRPOTrainer(settings, out, resume=resume, **kwargs)
-    return trainer.train()
+    try:
+        return trainer.train()
+    finally:
+        trainer.close()
 
 
 def _prompt_text(prompt) -> str:
