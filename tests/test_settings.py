@@ -107,6 +107,7 @@ BAD = {                         # field -> values validate_settings must refuse
     "checkpoint_every": [0, -1],
     "eval_examples": [0, -5],
     "eval_every": [-1],
+    "eval_every_examples": [0, -3, 2.5],
     "device": ["tpu", "cuda:x", "", "gpu", 0],
     "threads": [0, -1, 1.5],
 }
