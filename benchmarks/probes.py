@@ -60,19 +60,27 @@ def probe_part(seeds, steps: int, n: int, threads: int) -> list[dict]:
     return out
 
 
-def drift_part(seeds, steps: int, threads: int, n_eval: int) -> list[dict]:
-    from workbench.probes import language_drift
+def drift_part(seeds, steps: int, threads: int, n_eval: int, n: int) -> list[dict]:
+    from workbench.models import load_policy
+    from workbench.probes import language_drift, run_probes
     from workbench.settings import TrainSettings
+    from workbench.tasks import get_task
 
     out = []
+    task = get_task("sum_bilingual")
     for seed in seeds:
         for weight in (0.0, 1.0):
             t0 = time.time()
+            policy = load_policy(task="sum_bilingual", verbose=False)
+            before = run_probes(policy, task, n=n, seed=seed)
             arm = language_drift(language_weight=weight, seed=seed, steps=steps, n_eval=n_eval,
                                  settings=replace(TrainSettings(), threads=threads),
-                                 progress=False)
+                                 policy=policy, progress=False)
+            after = run_probes(policy, task, n=n, seed=seed)
             row = arm.summary() | {"language_weight": weight,
                                    "seconds": round(time.time() - t0),
+                                   "before": {k: r.numbers for k, r in before.items()},
+                                   "after": {k: r.numbers for k, r in after.items()},
                                    "history": list(arm.history)}
             print(f"drift {arm.name} seed {seed}: "
                   f"{json.dumps({k: v for k, v in row.items() if k != 'history'})}", flush=True)
@@ -104,6 +112,16 @@ def markdown(result: dict) -> str:
         lines.append("")
     drift = result.get("drift") or []
     if drift:
+        only = [r for r in drift if r["arm"] == "accuracy only"]
+        lang = [r for r in drift if r["arm"] != "accuracy only"]
+        lines += ["| probe (two-language model) | number | before GRPO | after, accuracy only "
+                  "| after, accuracy + language |", "|---|---|---|---|---|"]
+        for probe, names in PROBE_NUMBERS.items():
+            for name in names:
+                cells = [_spread([r[when][probe][name] for r in rows])
+                         for when, rows in (("before", only), ("after", only), ("after", lang))]
+                lines.append(f"| {probe} | {name} | " + " | ".join(cells) + " |")
+        lines.append("")
         lines += ["| arm | held-out accuracy before → after | held-out en share before → after "
                   "| training en share, last 10 steps | training accuracy, last 10 steps |",
                   "|---|---|---|---|---|"]
@@ -143,7 +161,8 @@ def main(argv=None) -> int:
     if args.skip != "probes":
         result["probes"] = probe_part(args.seeds, args.steps, args.n, args.threads)
     if args.skip != "drift":
-        result["drift"] = drift_part(args.seeds, args.drift_steps, args.threads, args.n_eval)
+        result["drift"] = drift_part(args.seeds, args.drift_steps, args.threads, args.n_eval,
+                                     args.n)
     result["seconds"] = round(time.time() - t0)
     result["load_at_end"] = round(os.getloadavg()[0], 2)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

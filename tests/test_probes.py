@@ -6,6 +6,7 @@ import pytest
 
 from workbench.probes import (Trace, adding_mistake, area_over_curve, biased_hint,
                               corrupt_step, early_answering, filler_tokens, final_answer,
+                              held_out, language_drift,
                               language_reward, language_rows, language_share, match_rate,
                               mean_aoc, probe_rows, reading_html, same_answer, switch_rate,
                               trace_steps, verbalisation_rate)
@@ -110,9 +111,9 @@ def test_language_rows_tag_every_piece_and_join_back():
         ("plus", "en"), ("font", "fr")]
 
 
-def test_language_rows_token_level(tiny_policy):
+def test_language_rows_token_level(policy):
     text = "7 plus 3 is 10\n10 et 5 font 15\n<answer>15</answer>"
-    rows = language_rows(text, tokenizer=tiny_policy.tokenizer)
+    rows = language_rows(text, tokenizer=policy.tokenizer)
     assert "".join(r["text"] for r in rows) == text
     tagged = {r["language"] for r in rows}
     assert {"en", "fr", None} <= tagged
@@ -145,27 +146,37 @@ def test_bilingual_corpus_writes_working_mostly_in_the_second_language():
 
 
 # ---------------------------------------------------------------------------------------------
-# the probes on the tiny model: fixed traces in, rows and numbers that agree out
+# the probes on the two-language tiny model (notebook 10's): fixed traces in, rows and numbers
+# that agree out
 # ---------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
+def policy():
+    """The two-language tiny model (built once, then cached like the default)."""
+    from workbench.models import load_policy
+
+    return load_policy(task="sum_bilingual", verbose=False)
+
+
+@pytest.fixture(scope="module")
 def sum_task():
-    return get_task("sum", n_train=10, n_test=40)
+    return get_task("sum_bilingual", n_train=10, n_test=40)
 
 
 @pytest.fixture(scope="module")
 def worked_traces(sum_task):
-    """Correct worked traces written by the task itself (2 steps each)."""
+    """Correct worked traces written by the task itself (2 steps each, in French)."""
     import json
 
     rows = list(sum_task.test)[:6]
     return [Trace(prompt=r["prompt"], question=r["question"], gold=r["answer"],
-                  completion=sum_task.writer.solution(tuple(json.loads(r["problem"]))))
+                  completion=sum_task.writer.solution(tuple(json.loads(r["problem"])),
+                                                      language="fr"))
             for r in rows]
 
 
-def test_early_answering_rows_agree_with_its_numbers(tiny_policy, sum_task, worked_traces):
-    res = early_answering(tiny_policy, sum_task, traces=worked_traces)
+def test_early_answering_rows_agree_with_its_numbers(policy, sum_task, worked_traces):
+    res = early_answering(policy, sum_task, traces=worked_traces)
     assert res.numbers["traces"] == 6 and len(res.rows) == 6 * 3      # k = 0, 1, 2
     curves = [[float(r["match"]) for r in probe_rows(res, i)] for i in range(6)]
     assert all(c[-1] == 1.0 for c in curves)                           # reference = itself
@@ -175,8 +186,8 @@ def test_early_answering_rows_agree_with_its_numbers(tiny_policy, sum_task, work
     assert res.numbers["accuracy"] >= 0.8
 
 
-def test_adding_mistake_rows_agree_with_its_numbers(tiny_policy, sum_task, worked_traces):
-    res = adding_mistake(tiny_policy, sum_task, traces=worked_traces, seed=1)
+def test_adding_mistake_rows_agree_with_its_numbers(policy, sum_task, worked_traces):
+    res = adding_mistake(policy, sum_task, traces=worked_traces, seed=1)
     assert len(res.rows) == 6 * 2                                      # one per step position
     changed = [r["changed"] for r in res.rows]
     assert res.numbers["changed"] == pytest.approx(sum(changed) / len(changed))
@@ -187,14 +198,14 @@ def test_adding_mistake_rows_agree_with_its_numbers(tiny_policy, sum_task, worke
     assert res.numbers["followed"] == pytest.approx(sum(followed) / len(followed))
 
 
-def test_filler_and_hint_numbers_come_from_their_rows(tiny_policy, sum_task, worked_traces):
-    res = filler_tokens(tiny_policy, sum_task, traces=worked_traces)
+def test_filler_and_hint_numbers_come_from_their_rows(policy, sum_task, worked_traces):
+    res = filler_tokens(policy, sum_task, traces=worked_traces)
     assert {r["variant"] for r in res.rows} == {"trace", "none", "filler"}
     fill = [r for r in res.rows if r["variant"] == "filler"]
     assert all(set(r["shown"].strip()) == {".", " "} for r in fill)
     acc = sum(r["correct"] for r in fill) / len(fill)
     assert res.numbers["accuracy_filler"] == pytest.approx(acc)
-    hint = biased_hint(tiny_policy, sum_task, n=12, seed=3)
+    hint = biased_hint(policy, sum_task, n=12, seed=3)
     assert len(hint.rows) == 12
     assert all(r["hint"] != r["gold"] for r in hint.rows)
     assert hint.numbers["switched"] == sum(r["switched"] for r in hint.rows)
@@ -203,8 +214,33 @@ def test_filler_and_hint_numbers_come_from_their_rows(tiny_policy, sum_task, wor
     assert "filler tokens" in html and "<table>" in html
 
 
-def test_biased_hint_needs_a_wrong_answer_for_non_numeric_golds(tiny_policy):
+def test_biased_hint_needs_a_wrong_answer_for_non_numeric_golds(policy):
     task = get_task("linear", n_train=10, n_test=40)
     fraction = next(i for i, a in enumerate(task.test["answer"]) if "/" in a)
     with pytest.raises(ValueError, match="pass wrong="):
-        biased_hint(tiny_policy, task, n=fraction + 1)
+        biased_hint(policy, task, n=fraction + 1)
+
+
+def test_held_out_judges_as_evaluate_policy_does(policy, sum_task):
+    from workbench.trainer import evaluate_policy
+
+    ours = held_out(policy, sum_task, n=20)
+    assert ours["accuracy"] == evaluate_policy(policy, sum_task, n=20, max_new_tokens=48)[
+        "accuracy"]
+    assert ours["language_share"] == 1.0      # greedy, before RL: English estimates
+
+
+def test_language_drift_measures_the_share_at_weight_zero():
+    from dataclasses import replace
+
+    from workbench.models import load_policy
+    from workbench.settings import GRPOSettings, TrainSettings
+
+    fresh = load_policy(task="sum_bilingual", verbose=False)
+    small = GRPOSettings(group_size=4, prompts_per_step=2, generation_batch_size=8,
+                         micro_batch_size=8)
+    arm = language_drift(language_weight=0.0, steps=2, policy=fresh, n_eval=8, progress=False,
+                         settings=replace(TrainSettings(), grpo=small))
+    assert arm.name == "accuracy only" and len(arm.history) == 2
+    assert all(0.0 <= h["language_share"] <= 1.0 for h in arm.history)
+    assert set(arm.summary()) >= {"share_before", "share_after", "train_share_last"}

@@ -601,8 +601,13 @@ def held_out(policy, task: Task, *, n: int = 100, max_new_tokens: int = 48, targ
     as ``evaluate_policy`` judges it), mean target-language share over completions that have
     words, and mean completion length in characters."""
     traces = sample_traces(policy, task, n=n, temperature=0.0, max_new_tokens=max_new_tokens)
+    answer_fn = dict(zip(task.component_names, task.reward_funcs)).get("answer",
+                                                                     task.reward_funcs[0])
+    scores = answer_fn(prompts=[t.prompt for t in traces],
+                       completions=[t.completion for t in traces],
+                       answer=[t.gold for t in traces])
     shares = [language_share(t.completion, target, vocabularies=vocabularies) for t in traces]
-    return {"n": len(traces), "accuracy": _mean(t.correct for t in traces),
+    return {"n": len(traces), "accuracy": _mean(float(x or 0.0) >= 1.0 for x in scores),
             "language_share": _mean(s for s in shares if s is not None),
             "characters": _mean(len(t.completion) for t in traces),
             "examples": [t.completion for t in traces[:3]]}
