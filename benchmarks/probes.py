@@ -60,7 +60,8 @@ def probe_part(seeds, steps: int, n: int, threads: int) -> list[dict]:
     return out
 
 
-def drift_part(seeds, steps: int, threads: int, n_eval: int, n: int) -> list[dict]:
+def drift_part(seeds, steps: int, threads: int, n_eval: int, n: int,
+               weights=(0.0, 1.0)) -> list[dict]:
     from workbench.models import load_policy
     from workbench.probes import language_drift, run_probes
     from workbench.settings import TrainSettings
@@ -69,7 +70,7 @@ def drift_part(seeds, steps: int, threads: int, n_eval: int, n: int) -> list[dic
     out = []
     task = get_task("sum_bilingual")
     for seed in seeds:
-        for weight in (0.0, 1.0):
+        for weight in weights:
             t0 = time.time()
             policy = load_policy(task="sum_bilingual", verbose=False)
             before = run_probes(policy, task, n=n, seed=seed)
@@ -147,6 +148,8 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=64, help="held-out problems per probe")
     p.add_argument("--n-eval", type=int, default=200, help="held-out problems per drift eval")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--weights", type=float, nargs="+", default=[0.0, 1.0],
+                   help="language-reward weights of the drift arms")
     p.add_argument("--skip", choices=("probes", "drift"), default=None)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "probes.json"))
     args = p.parse_args(argv)
@@ -162,7 +165,7 @@ def main(argv=None) -> int:
         result["probes"] = probe_part(args.seeds, args.steps, args.n, args.threads)
     if args.skip != "drift":
         result["drift"] = drift_part(args.seeds, args.drift_steps, args.threads, args.n_eval,
-                                     args.n)
+                                     args.n, args.weights)
     result["seconds"] = round(time.time() - t0)
     result["load_at_end"] = round(os.getloadavg()[0], 2)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
