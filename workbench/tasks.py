@@ -309,8 +309,52 @@ class ReachTask(SyntheticTask):
         raise AssertionError(f"no path to the answer in {p}")
 
 
+class BilingualSumTask(SumTask):
+    """``Add: 7+3+5`` with the working written in one of two languages: disjoint word sets
+    for the same steps, so the share of each language in a completion is exactly countable
+    (``workbench.probes.language_share``).
+
+    ====== ==================== =========================
+    ``en`` ``7 plus 3 is 10``   estimate: ``about <answer>17</answer>``
+    ``fr`` ``7 et 3 font 10``   (estimates are said in English only)
+    ====== ==================== =========================
+
+    The question is asked in English (the target language). In the pretraining corpus careful
+    working is mostly French (``worked_english`` of worked solutions are English) and a worked
+    solution switches language after a step with probability ``switch`` -- the way R1-Zero's
+    training data wrote most careful mathematics in one language whatever the question's.
+    Knob: ``n_terms``, ``max_operand`` as ``sum``; held-out problems are the same as ``sum``'s.
+    """
+
+    name = "sum_bilingual"
+    description = "multi-step addition; the working is written in English or French words"
+    WORDS = {"en": ("plus", "is", "about"), "fr": ("et", "font", "environ")}
+    worked_english = 0.25          # share of worked corpus solutions that start in English
+    switch = 0.15                  # chance to change language after each step
+
+    def solution(self, problem, style="worked", rng=None, *, language: str | None = None):
+        """Like ``SumTask.solution``; ``language`` ("en"/"fr") fixes the working's language,
+        otherwise ``rng`` draws it (and any switch) as the corpus does."""
+        rng = rng or random.Random(0)
+        if style == "direct":
+            return f"{self.WORDS['en'][2]} <answer>{self.estimate(problem, rng)}</answer>"
+        if style != "worked":
+            raise ValueError(f"style must be 'worked' or 'direct', got {style!r}")
+        if language not in (None, *self.WORDS):
+            raise ValueError(f"language must be one of {sorted(self.WORDS)}, got {language!r}")
+        lang = language or ("en" if rng.random() < self.worked_english else "fr")
+        lines, acc = [], problem[0]
+        for x in problem[1:]:
+            plus, is_ = self.WORDS[lang][:2]
+            lines.append(f"{acc} {plus} {x} {is_} {acc + x}")
+            acc += x
+            if language is None and rng.random() < self.switch:
+                lang = "fr" if lang == "en" else "en"
+        return "\n".join(lines + [f"<answer>{self.gold(problem)}</answer>"])
+
+
 TASKS: dict[str, type[SyntheticTask]] = {"sum": SumTask, "linear": LinearTask,
-                                       "reach": ReachTask}
+                                         "reach": ReachTask, "sum_bilingual": BilingualSumTask}
 _SYNTH_REWARDS = (answer_reward, _named(tag_format_reward, "format_reward"))
 
 
