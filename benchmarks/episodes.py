@@ -152,6 +152,7 @@ def main(argv=None) -> dict:
         finally:
             ro._plain_cache = plain_cache
 
+    load_before = os.getloadavg()
     runs = {"single": single, "episodes": episodes,
             "episodes_reprefill": lambda seed: episodes(seed, keep_cache=False)}
     for fn in runs.values():                                         # warm-up
@@ -177,7 +178,7 @@ def main(argv=None) -> dict:
     result = {
         "settings": vars(args) | {"out": str(args.out)},
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "cpus": os.cpu_count(), "load_before": os.getloadavg()},
+                    "cpus": os.cpu_count(), "load_before": load_before},
         "rate": {k: med(k, "rate") for k in runs},
         "model_tokens": {k: med(k, "model_tokens") for k in runs},
         "env_tokens": {k: med(k, "env_tokens") for k in runs},

@@ -263,7 +263,7 @@ def test_sibling_prompts_that_differ_are_not_shared():
 def _settings(loss_type="dapo", **grpo):
     s = TrainSettings()
     return replace(s, grpo=replace(s.grpo, loss_type=loss_type, group_size=3, prompts_per_step=3,
-                                   micro_batch_size=9, **grpo))
+                                   micro_batch_size=9, generation_batch_size=9, **grpo))
 
 
 def test_environment_tokens_get_zero_gradient(tiny_policy, monkeypatch):
@@ -280,7 +280,8 @@ def test_environment_tokens_get_zero_gradient(tiny_policy, monkeypatch):
     model = tiny_policy.model
     state = {k: v.clone() for k, v in model.state_dict().items()}
     for loss_type in ("grpo", "bnpo", "dr_grpo", "dapo"):
-        trainer = GRPOTrainer(_settings(loss_type), None, policy=tiny_policy, verbose=False)
+        trainer = GRPOTrainer(_settings(loss_type, max_grad_norm=1e9), None, policy=tiny_policy,
+                              verbose=False)          # no clipping: the raw gradient
         seen = []
 
         def spy(logps, *a, **k):
@@ -404,7 +405,8 @@ from workbench.trainer import GRPOTrainer
 s = TrainSettings()
 s = dataclasses.replace(s, steps=10, checkpoint_every=3, eval_examples=4, threads=1,
                         grpo=dataclasses.replace(s.grpo, group_size=3, prompts_per_step=3,
-                                                 micro_batch_size=9, max_new_tokens=12))
+                                                 micro_batch_size=9, generation_batch_size=9,
+                                                 max_new_tokens=12))
 resume = sys.argv[2] == "resume"
 t = GRPOTrainer(s, sys.argv[1], task=_digit_task(), resume=resume,
                 verbose=False)
