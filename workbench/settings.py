@@ -67,6 +67,9 @@ class GRPOSettings:
     beta: float = 0.0               # KL-to-reference weight (0 = no reference pass at all)
     num_iterations: int = 1         # optimiser passes per batch of completions (mu in GRPO)
     micro_batch_size: int = 64      # completions per forward/backward (gradient accumulation)
+    max_turns: int | None = None    # model turns per episode; None = the task environment's own
+    max_episode_tokens: int | None = None  # model + environment tokens after the prompt, per
+                                    # episode; None = max_new_tokens * turns (1 turn: max_new_tokens)
 
 
 @dataclass(frozen=True)
@@ -273,6 +276,12 @@ def _grpo_problems(g: GRPOSettings) -> list[str]:
                 f"per step (group_size*prompts_per_step); pick a divisor of {total}.")
     if g.max_new_tokens < 1:
         problems.append(f"max_new_tokens={g.max_new_tokens}: must be at least 1.")
+    if g.max_turns is not None and g.max_turns < 1:
+        problems.append(f"max_turns={g.max_turns}: an episode has at least 1 model turn "
+                        "(None = the environment's own limit).")
+    if g.max_episode_tokens is not None and g.max_episode_tokens < 1:
+        problems.append(f"max_episode_tokens={g.max_episode_tokens}: must be at least 1 "
+                        "(None = max_new_tokens per model turn).")
     if g.temperature <= 0:
         problems.append(f"temperature={g.temperature}: GRPO needs sampling; use a value > 0 (e.g. 1.0).")
     if not 0 < g.top_p <= 1:

@@ -31,6 +31,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Callable
 
+from .envs import Environment, SingleTurnEnv
 TASK_SEED = 1234          # fixes the held-out split; independent of any run's seed
 ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.S)
 _FINAL_TAG = re.compile(r"<answer>[^<]*</answer>\s*$")
@@ -101,6 +102,7 @@ class Task:
     knobs: dict = field(default_factory=dict)
     description: str = ""
     writer: "SyntheticTask | None" = None   # writes solutions (synthetic tasks only)
+    env: Callable[[], Environment] = SingleTurnEnv   # a fresh environment per episode
 
     @property
     def component_names(self) -> tuple[str, ...]:
