@@ -89,14 +89,19 @@ def ensure_tiny_model(spec: TinySpec | None = None, *, verbose: bool = True) -> 
     Safe to call from several processes at once: one builds, the others wait for it.
     """
     spec = spec or TinySpec()
-    return cached_build(tiny_path(spec), lambda out: build_tiny_model(out, spec, verbose=verbose))
+    announce = (f"[workbench] building the tiny model for {'+'.join(spec.tasks)} "
+                f"({spec.pretrain_steps} pretraining steps; about 1.5-2 min on 2 CPU cores, once)"
+                if verbose else None)
+    return cached_build(tiny_path(spec), lambda out: build_tiny_model(out, spec, verbose=verbose),
+                        announce=announce)
 
 
-def cached_build(path: Path, build) -> Path:
+def cached_build(path: Path, build, *, announce: str | None = None) -> Path:
     """``path`` once ``build(tmp_folder)`` has filled it (it must write ``build_info.json``).
 
     Built at most once per machine: a file lock lets one process build while the others wait, and
     the finished folder is moved into place atomically, so no reader sees a half-built model.
+    ``announce`` is printed (with the folder) when this process does build.
     """
     if (path / "build_info.json").exists():
         return path
@@ -106,10 +111,8 @@ def cached_build(path: Path, build) -> Path:
         if (path / "build_info.json").exists():
             return path
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-        if verbose:
-            print(f"[workbench] building the tiny model for {'+'.join(spec.tasks)} "
-                  f"({spec.pretrain_steps} pretraining steps; about 1.5-2 min on 2 CPU cores, "
-                  f"once) into {path}", flush=True)
+        if announce:
+            print(f"{announce} into {path}", flush=True)
         try:
             build(tmp)
             os.replace(tmp, path)  # atomic: readers see no half-built model
