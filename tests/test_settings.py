@@ -102,6 +102,8 @@ BAD = {                         # field -> values validate_settings must refuse
     "grpo.beta": [-1.0, NAN, INF],
     "grpo.num_iterations": [0, -1],
     "grpo.micro_batch_size": [0, 48, -64],
+    "grpo.max_turns": [0, -2, 1.5],
+    "grpo.max_episode_tokens": [0, -1, "64"],
     "steps": [0, -10, 1.5],
     "seed": [-1, 2**64, "0"],
     "checkpoint_every": [0, -1],
