@@ -180,3 +180,61 @@ def test_code_corpus_shows_feedback_exactly_as_an_episode_does():
                              .encode()).hexdigest()[:12]
     assert TinySpec().key() == old_key
     assert tiny_spec_for("code").key() != TinySpec(tasks=("code",)).key()
+
+
+# ---------------------------------------------------------------------------------------------
+# On the tiny code model
+# ---------------------------------------------------------------------------------------------
+
+needs_engine = pytest.mark.skipif(
+    not hasattr(__import__("workbench.rollouts").rollouts, "sample_episodes"),
+    reason="needs the multi-turn engine (workbench.rollouts.sample_episodes, branch episodes)")
+
+
+@pytest.fixture(scope="module")
+def code_policy():
+    from workbench.models import load_policy
+
+    return load_policy(task="code", verbose=False)
+
+
+@needs_engine
+def test_tiny_code_model_has_first_attempts_and_repairs(code_policy, code_task):
+    """The signal RL needs: some first attempts pass, and some episodes that failed first are
+    repaired after feedback; the comparison's numbers are rates that only grow with budget."""
+    from workbench.envs.code import compare_feedback
+
+    rows = list(code_task.test)[:20]
+    c = compare_feedback(code_policy.model, code_policy.tokenizer, rows, samples=2, seed=0,
+                         modes=("feedback", "independent"))
+    fb = c.by_attempt["feedback"]
+    assert c.episodes == 40 and len(fb) == 3
+    assert 0.05 < fb[0] < 0.95, fb                      # first attempts: some right, not all
+    assert fb[2] > fb[0], fb                           # feedback repairs some failures
+    assert all(x <= y for x, y in zip(fb, fb[1:]))
+    assert 1.0 <= c.turns_mean["feedback"] <= 3.0
+
+
+@needs_engine
+def test_cli_trains_the_code_task(code_policy, tmp_path):
+    """`train --task code`: episodes of up to --max-turns turns, judged on private tests, with
+    whole episodes in the traces."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "run"
+    res = subprocess.run(
+        [sys.executable, "-m", "workbench", "train", "--task", "code", "--out", str(out),
+         "--steps", "2", "--group-size", "2", "--prompts-per-step", "2", "--eval-examples", "4",
+         "--max-turns", "2", "--threads", "1"],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["task"] == "code" and 0 <= summary["accuracy_before"] <= 1
+    traces = [json.loads(line) for line in (out / "traces.jsonl").read_text().splitlines()]
+    assert len(traces) == 2 * 2 * 2
+    for t in traces:
+        models = [x for x in t["turns"] if x["role"] == "model"]
+        assert 1 <= len(models) <= 2 and "status" in models[0]["info"]
+        assert set(t["components"]) == {"answer", "no_code"}

@@ -102,17 +102,18 @@ def tiny_spec_for(task: str) -> TinySpec:
 
 
 def _feedback_fingerprint() -> str:
-    """A hash of the code that writes execution feedback: the corpus holds feedback text, so a
-    change to how feedback reads must rebuild the model that learned to read it."""
+    """A hash of the functions that write execution feedback: the corpus holds feedback text,
+    so a change to how feedback reads must rebuild the model that learned to read it. (The
+    checker's verdict wording feeds it too; changing that needs a ``FORMAT_VERSION`` bump.)"""
     import inspect
 
-    import verifiers.code
+    from verifiers.code import execution_feedback
 
     from .envs import code
 
-    src = inspect.getsource(verifiers.code) + inspect.getsource(code.clean_feedback) + \
-        inspect.getsource(code.CodeFeedbackEnv)
-    return hashlib.sha256(src.encode()).hexdigest()[:12]
+    src = "".join(inspect.getsource(f) for f in (execution_feedback, code.clean_feedback,
+                                                 code.CodeFeedbackEnv.feedback))
+    return hashlib.sha256((src + repr(code.FEEDBACK_CHARS)).encode()).hexdigest()[:12]
 
 
 def cache_root() -> Path:
