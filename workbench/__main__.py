@@ -47,7 +47,11 @@ def _common(p: argparse.ArgumentParser) -> None:
                    "execution feedback) | gsm8k:PATH | math:PATH")
     p.add_argument("--model", help="'tiny' (default), a local folder or a hub id")
     p.add_argument("--tier", choices=["auto", "unsloth", "bnb4", "plain"])
-    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--max-new-tokens", type=int, help="tokens per model turn")
+    p.add_argument("--max-turns", type=int,
+                   help="model turns per episode (default: the task's environment's own)")
+    p.add_argument("--max-episode-tokens", type=int,
+                   help="model + environment tokens per episode (default: max-new-tokens * turns)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="cpu | cuda | cuda:1 (default: cuda if present)")
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -68,7 +72,8 @@ def settings_from_args(args):
         t = replace(t, name=args.task)
     for flag, field in [("max_new_tokens", "max_new_tokens"), ("group_size", "group_size"),
                         ("prompts_per_step", "prompts_per_step"), ("loss_type", "loss_type"),
-                        ("lr", "learning_rate"), ("beta", "beta")]:
+                        ("lr", "learning_rate"), ("beta", "beta"), ("max_turns", "max_turns"),
+                        ("max_episode_tokens", "max_episode_tokens")]:
         value = getattr(args, flag, None)
         if value is not None:
             g = replace(g, **{field: value})
@@ -125,12 +130,16 @@ def _train(args) -> int:
 def _eval(args) -> int:
     from .models import load_policy
     from .tasks import get_task
+    from .settings import validate_settings
     from .trainer import evaluate_policy
 
     s = settings_from_args(args)
+    validate_settings(s)
     task = get_task(s.task.name, **s.task.knobs)
     policy = load_policy(s.model, device=s.device, task=task.name)
-    result = evaluate_policy(policy, task, n=args.examples, max_new_tokens=s.grpo.max_new_tokens)
+    result = evaluate_policy(policy, task, n=args.examples, max_new_tokens=s.grpo.max_new_tokens,
+                             max_turns=s.grpo.max_turns,
+                             max_episode_tokens=s.grpo.max_episode_tokens)
     print(json.dumps({k: v for k, v in result.items() if k != "examples"}))
     for ex in result["examples"][:3]:
         print(f"--- {ex['prompt']!r} gold={ex['answer']} correct={ex['correct']}\n{ex['completion']}")

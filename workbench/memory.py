@@ -531,6 +531,14 @@ def dtype_bytes_for(dtype: str, device_type: str = "cuda") -> int:
     return {"bfloat16": 2, "float16": 2, "half": 2, "float32": 4, "float": 4}[dtype]
 
 
+def _episode_tokens(g) -> int:
+    """Tokens after the prompt a sequence may reach: the episode budget (model + environment
+    tokens). With ``max_turns`` unset the environment's own limit is not known here: 1 turn."""
+    from .rollouts import episode_budget
+
+    return episode_budget(g.max_new_tokens, g.max_turns or 1, g.max_episode_tokens)
+
+
 def estimate_for_settings(settings, config, *, tier: str, prompt_tokens: int,
                           device_type: str = "cuda") -> MemoryEstimate:
     """``estimate_peak_memory`` with every knob read from a ``TrainSettings``.
@@ -541,7 +549,7 @@ def estimate_for_settings(settings, config, *, tier: str, prompt_tokens: int,
     lora = m.lora if m.lora is not None else m.model != "tiny"
     return estimate_peak_memory(
         config, tier=tier, group_size=g.group_size, prompts_per_step=g.prompts_per_step,
-        prompt_tokens=prompt_tokens, completion_tokens=g.max_new_tokens,
+        prompt_tokens=prompt_tokens, completion_tokens=_episode_tokens(g),
         lora_r=m.lora_r if lora else None, micro_batch_size=g.micro_batch_size,
         generation_batch_size=g.generation_batch_size,
         gradient_checkpointing=m.gradient_checkpointing,

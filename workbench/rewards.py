@@ -73,3 +73,29 @@ def accuracy_of(breakdown: RewardBreakdown, component: str = "answer") -> float 
     col = breakdown.component(component)
     col = col[~torch.isnan(col)]
     return float((col >= 1.0).float().mean()) if col.numel() else None
+
+
+EPISODE_COLUMNS = ("turns", "final_info")
+
+
+def reward_inputs(rows: list[dict], episodes) -> tuple[list, list, dict]:
+    """TRL-contract inputs ``(prompts, completions, columns)`` for sampled episodes.
+
+    rows: the P dataset rows sampled; episodes: their ``Completions`` (P * group_size rows,
+    siblings adjacent). ``completions`` is the model's text of each episode (a one-message chat
+    when the prompt is a chat, as TRL passes it); ``columns`` holds the dataset's other columns
+    repeated per episode, plus ``turns`` and ``final_info`` (see ``workbench.envs``).
+    """
+    clash = set(EPISODE_COLUMNS) & set(rows[0])
+    if clash:
+        raise ValueError(f"dataset column(s) {sorted(clash)} clash with the episode columns "
+                         f"reward functions receive; rename them")
+    expanded = [r for r in rows for _ in range(episodes.group_size)]
+    if not isinstance(rows[0]["prompt"], str):
+        completions = [[{"role": "assistant", "content": t}] for t in episodes.texts]
+    else:
+        completions = list(episodes.texts)
+    columns = {k: [r[k] for r in expanded] for k in rows[0] if k != "prompt"}
+    columns["turns"] = episodes.turns
+    columns["final_info"] = episodes.final_info
+    return [r["prompt"] for r in expanded], completions, columns

@@ -1,45 +1,90 @@
-"""Sampling groups of completions: the "generation" half of every GRPO step.
+"""Sampling episodes: the "generation" half of every GRPO step.
 
-``sample_group`` turns ``P`` prompts into ``P * group_size`` completions, siblings adjacent, with a
-plain key/value-cached decoding loop: prefill, then one token per forward pass for every sequence
-still running. It is the loop ``model.generate`` runs, written out so a learner can read it, with
-two savings that matter for GRPO and skip the bookkeeping a tiny model cannot afford:
+An *episode* is a prompt, then model turns and environment replies (``workbench.envs``) until the
+environment says done; a plain completion is the one-turn episode, so there is one sampler:
+``sample_episodes``. ``sample_group`` (prompts in, ``group_size`` completions each out) is that
+sampler with ``SingleTurnEnv``.
+
+All ``P * group_size`` episodes advance turn by turn *in one batch*, with a plain
+key/value-cached decoding loop -- the loop ``model.generate`` runs, written out so a learner can
+read it -- and the savings that matter for GRPO:
 
 * siblings share their prompt, so each distinct prompt is prefilled once and its keys/values are
   copied to its ``group_size`` rows (``DynamicCache.batch_select_indices``);
-* a row that has sampled EOS leaves the batch, so later tokens are computed only for the rows
-  still running (the rest of the batch is not padded along to the longest completion).
+* a row whose turn has ended leaves the batch, so later tokens are computed only for the rows
+  still running (the rest of the batch is not padded along to the longest completion);
+* an episode that goes on keeps its keys/values: they are set aside when its turn ends, and the
+  next turn starts by feeding only its last token and the environment's reply through that cache.
+
+**Token in, token out.** The ids the model sampled and their log-probs are kept as sampled; the
+environment's reply is tokenised once and appended as ids. Nothing is re-tokenised from text, so
+the tokens trained on are the tokens the model saw (BPE does not round-trip: ``decode`` then
+``encode`` can split a word differently).
 
 Prompts are left-padded so that every sequence's next token sits in the last column; position ids
-come from the attention mask so padding does not shift positions.
+come from the attention mask so padding does not shift positions. An environment reply of
+varying length is left-padded inside its chunk, which leaves masked holes mid-sequence: the
+explicit attention mask and position ids make them invisible.
 """
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from torch import Tensor
 
+from .envs import Environment, SingleTurnEnv, Step
+
 
 @dataclass
 class Completions:
-    """A batch of sampled completions; row ``i`` belongs to prompt ``i // group_size``."""
+    """A batch of sampled episodes; row ``i`` belongs to prompt ``i // group_size``.
+
+    The "completion" of a row is everything after its prompt: the model's turns and, in
+    multi-turn episodes, the environment's replies between them (``action_mask`` 0).
+    """
 
     prompt_ids: Tensor          # (N, P) left-padded prompt tokens
     prompt_mask: Tensor         # (N, P) 1 for real prompt tokens
-    completion_ids: Tensor      # (N, T) right-padded completion tokens (EOS included when sampled)
-    completion_mask: Tensor     # (N, T) 1 for completion tokens up to and including EOS
+    completion_ids: Tensor      # (N, T) right-padded episode tokens (EOS included when sampled)
+    completion_mask: Tensor     # (N, T) 1 for the episode's tokens, model's and environment's
     sample_logps: Tensor        # (N, T) log-prob of each sampled token under the sampling policy
-    texts: list[str]            # decoded completions (special tokens removed)
-    prompts: list[str]          # templated prompt text, one per row
+    texts: list[str]            # the model's text of each episode (special tokens removed)
+    prompts: list[str]          # templated first-prompt text, one per row
     group_size: int
-    finished: Tensor            # (N,) True when the completion ended with EOS (not truncated)
+    finished: Tensor            # (N,) True when the last model turn ended by itself (EOS / stop)
     seconds: float = 0.0
     extra: dict = field(default_factory=dict)
+    action_mask: Tensor | None = None   # (N, T) 1 = sampled by the model; None = completion_mask
+    prompt_index: Tensor | None = None  # (N,) a row with the same prompt (one forward for both)
+    turns: list[list[dict]] | None = None   # per row: {"role": "model"|"env", "text", "info"}
+    final_info: list[dict] | None = None    # per row: last step's info + "turns", "ended"
+    env_seconds: float = 0.0            # time inside Environment.step / reset
+    token_budget: int = 0               # the largest episode token budget (0: the widest row)
+    max_turns: int = 1                  # the largest model-turn limit among the episodes
+
+    def __post_init__(self):
+        if self.action_mask is None:
+            self.action_mask = self.completion_mask
+        if not self.token_budget:
+            self.token_budget = self.completion_ids.shape[1]
+        if self.prompt_index is None:       # siblings share their prompt
+            n = self.completion_ids.shape[0]
+            rows = torch.arange(n, device=self.completion_ids.device)
+            self.prompt_index = rows // self.group_size * self.group_size
 
     @property
     def lengths(self) -> Tensor:
-        return self.completion_mask.sum(dim=1)                  # (N,)
+        """(N,) tokens after the prompt, model and environment (what a forward pass costs)."""
+        return self.completion_mask.sum(dim=1)
+
+    @property
+    def model_lengths(self) -> Tensor:
+        """(N,) tokens the model sampled (equal to ``lengths`` for one-turn episodes)."""
+        return self.action_mask.sum(dim=1)
 
     def __len__(self) -> int:
         return self.completion_ids.shape[0]
@@ -74,7 +119,6 @@ def sample_token(logits: Tensor, *, temperature: float = 1.0, top_p: float = 1.0
     return ids, logps.gather(1, ids[:, None]).squeeze(1)
 
 
-@torch.no_grad()
 def sample_group(model, tokenizer, prompts: list, *, group_size: int, max_new_tokens: int,
                  temperature: float = 1.0, top_p: float = 1.0, batch_size: int | None = None,
                  generator: torch.Generator | None = None, device=None) -> Completions:
@@ -83,30 +127,82 @@ def sample_group(model, tokenizer, prompts: list, *, group_size: int, max_new_to
     Returns ``Completions`` with ``len(prompts) * group_size`` rows, siblings adjacent.
     ``temperature=0`` decodes greedily (then ``group_size`` is usually 1).
     ``batch_size`` caps how many sequences decode together (memory); ``None`` = all at once.
+    The one-turn case of ``sample_episodes``.
     """
-    import time
+    return sample_episodes(model, tokenizer, [{"prompt": p} for p in prompts],
+                           env=SingleTurnEnv, group_size=group_size, max_new_tokens=max_new_tokens,
+                           temperature=temperature, top_p=top_p, batch_size=batch_size,
+                           generator=generator, device=device)
 
+
+@torch.no_grad()
+def sample_episodes(model, tokenizer, rows: list[dict], *,
+                    env: Callable[[], Environment] = SingleTurnEnv, group_size: int,
+                    max_new_tokens: int, max_turns: int | None = None,
+                    max_episode_tokens: int | None = None, temperature: float = 1.0,
+                    top_p: float = 1.0, batch_size: int | None = None,
+                    generator: torch.Generator | None = None, device=None) -> Completions:
+    """Run ``group_size`` episodes for each dataset row, all advancing together turn by turn.
+
+    rows: dataset rows (each passed to a fresh ``env()``'s ``reset``). Returns ``Completions``
+    with ``len(rows) * group_size`` rows, siblings adjacent, plus ``action_mask``, ``turns`` and
+    ``final_info``.
+    ``max_new_tokens`` bounds each model turn; ``max_turns`` (None: each environment's own)
+    bounds the model turns; ``max_episode_tokens`` bounds model + environment tokens after the
+    prompt (None: ``max_new_tokens * max_turns``). ``batch_size`` caps how many episodes run
+    together (memory); ``None`` = all at once.
+    """
     t0 = time.perf_counter()
     device = device or next(model.parameters()).device
-    texts = [render_prompt(tokenizer, p) for p in prompts]
-    rows = [t for t in texts for _ in range(group_size)]               # siblings adjacent
-    batch_size = batch_size or len(rows)
-    pieces = [_decode_batch(model, tokenizer, rows[i:i + batch_size], max_new_tokens=max_new_tokens,
-                            temperature=temperature, top_p=top_p, generator=generator,
-                            device=device)
-              for i in range(0, len(rows), batch_size)]
-    out = _concat(pieces, tokenizer)
-    out.prompts, out.group_size = rows, group_size
+    envs, firsts, env_seconds = [], [], 0.0
+    for r in rows:
+        for _ in range(group_size):
+            t_env = time.perf_counter()
+            e = env()
+            firsts.append(e.reset(r))
+            env_seconds += time.perf_counter() - t_env
+            envs.append(e)
+    texts = [render_prompt(tokenizer, p) for p in firsts]
+    chats = [not isinstance(p, str) for p in firsts]
+    turn_limits = [max_turns or e.max_turns for e in envs]
+    budgets = [episode_budget(max_new_tokens, n, max_episode_tokens) for n in turn_limits]
+    batch_size = batch_size or len(texts)
+    pieces = []
+    for i in range(0, len(texts), batch_size):
+        part = slice(i, i + batch_size)
+        piece = _run_episodes(model, tokenizer, texts[part], envs[part], chats[part],
+                              turn_limits=turn_limits[part], budgets=budgets[part],
+                              max_new_tokens=max_new_tokens, temperature=temperature,
+                              top_p=top_p, generator=generator, device=device)
+        env_seconds += piece.pop("env_seconds")
+        pieces.append(piece)
+    out = _concat(pieces)
+    out.prompts, out.group_size = texts, group_size
+    out.prompt_index = _prompt_index(texts, group_size).to(device)
+    out.env_seconds, out.token_budget = env_seconds, max(budgets, default=0)
+    out.max_turns = max(turn_limits, default=1)
     out.seconds = time.perf_counter() - t0
     return out
 
 
-def _decode_batch(model, tokenizer, prompts: list[str], *, max_new_tokens: int, temperature: float,
-                  top_p: float, generator, device) -> dict:
+def episode_budget(max_new_tokens: int, max_turns: int,
+                   max_episode_tokens: int | None = None) -> int:
+    """Tokens an episode may hold after its prompt, model and environment ones together:
+    ``max_episode_tokens``, or by default ``max_new_tokens`` per model turn (for one turn,
+    exactly a completion's budget). Replies are counted in it, so long replies leave the model
+    less room: set ``max_episode_tokens`` for environments that talk a lot."""
+    return max_episode_tokens or max_new_tokens * max_turns
+
+
+def _run_episodes(model, tokenizer, prompts: list[str], envs: list[Environment], chats: list[bool],
+                  *, turn_limits: list[int], budgets: list[int], max_new_tokens: int,
+                  temperature: float, top_p: float, generator, device) -> dict:
+    """Every episode of one batch to its end. Rows are episodes; the loop is over turns."""
     from transformers import DynamicCache
 
     eos = _eos_ids(tokenizer, model)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
+    B = len(prompts)
     # siblings share a prompt: prefill each distinct prompt once, then copy its cache to its rows
     unique, row_of = _distinct(prompts)
     side = tokenizer.padding_side
@@ -118,8 +214,8 @@ def _decode_batch(model, tokenizer, prompts: list[str], *, max_new_tokens: int, 
     row_of = torch.tensor(row_of, device=device)                        # (B,) row -> distinct prompt
     unique_ids, unique_mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)  # (U, P)
     prompt_ids, prompt_mask = unique_ids[row_of], unique_mask[row_of]   # (B, P)
-    B = prompt_ids.shape[0]
     eos_t = torch.tensor(eos, device=device)
+    replies = _Replies(tokenizer, eos)
 
     was_training = model.training
     model.eval()
@@ -130,39 +226,278 @@ def _decode_batch(model, tokenizer, prompts: list[str], *, max_new_tokens: int, 
     cache.batch_select_indices(row_of)                                  # (U, ...) -> (B, ...)
     logits = out.logits[row_of, -1, :]                                  # (B, V)
     mask, next_pos = prompt_mask, positions[row_of, -1] + 1
-    # finished rows leave the batch: ``live`` maps the rows still decoding to their output rows
+    # episode tokens, written at each row's own position ``wpos``; ``env`` marks replies
+    width = max(budgets)
+    tokens = torch.full((B, width), pad, dtype=torch.long, device=device)
+    logps = torch.zeros(B, width, device=device)
+    env = torch.zeros(B, width, dtype=torch.bool, device=device)
+    wpos = torch.zeros(B, dtype=torch.long, device=device)
+    budget_t = torch.tensor(budgets, device=device)
+    turns: list[list[dict]] = [[] for _ in range(B)]
+    final: list[dict] = [{} for _ in range(B)]
+    finished = torch.zeros(B, dtype=torch.bool, device=device)
+    env_seconds = 0.0
+    # ``live`` maps the rows decoding now to their episode rows
     live = torch.arange(B, device=device)
-    tokens = torch.full((B, max_new_tokens), pad, dtype=torch.long, device=device)
-    logps = torch.zeros(B, max_new_tokens, device=device)
-    steps = 0
-    for t in range(max_new_tokens):
-        ids, lp = sample_token(logits, temperature=temperature, top_p=top_p, generator=generator)
-        tokens[live, t], logps[live, t] = ids, lp
-        steps = t + 1
-        running = ~torch.isin(ids, eos_t)
-        if not bool(running.any()):
+    keep_cache = _plain_cache(cache)
+    with_stops = any(e.stop for e in envs)
+    while live.numel():
+        turn_rows = live.tolist()
+        start = wpos.clone()
+        limit = torch.clamp(budget_t - wpos, max=max_new_tokens)       # (B,) tokens this turn
+        shortest = int(limit[live].min())
+        ended_by = torch.zeros(B, dtype=torch.long, device=device)      # 1 eos/stop, 2 length
+        goes_on = torch.tensor([len(turns[i]) // 2 + 1 < turn_limits[i] for i in range(B)],
+                               device=device)                           # may have another turn
+        stash: dict[int, tuple] = {}
+        at = wpos[live]                                                 # (L,) write positions
+        t = 0
+        while True:
+            ids, lp = sample_token(logits, temperature=temperature, top_p=top_p,
+                                   generator=generator)
+            tokens[live, at], logps[live, at] = ids, lp
+            t += 1
+            ended = torch.isin(ids, eos_t)
+            if with_stops:
+                ended |= _stop_hits(tokenizer, envs, live, tokens, start, at + 1)
+            stopped = ended
+            if t >= shortest:                           # some row may be out of tokens
+                ended = stopped | (t >= limit[live])
+            if bool(ended.any()):
+                done = live[ended]
+                wpos[done] = at[ended] + 1
+                ended_by[done] = torch.where(stopped[ended], 1, 2)
+                resume = ended & stopped & goes_on[live]    # set aside their keys/values
+                if bool(resume.any()):
+                    idx = resume.nonzero().squeeze(1)
+                    stash.update(_stash(cache, live, idx, mask, next_pos, keep_cache))
+                if bool(ended.all()):
+                    break
+                keep = (~ended).nonzero().squeeze(1)    # drop the rows whose turn ended
+                live, ids, mask, next_pos, at = (live[keep], ids[keep], mask[keep],
+                                                 next_pos[keep], at[keep])
+                cache.batch_select_indices(keep)
+            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+            out = model(input_ids=ids[:, None], attention_mask=mask,
+                        position_ids=next_pos[:, None], past_key_values=cache, use_cache=True)
+            logits = out.logits[:, -1, :]
+            next_pos = next_pos + 1
+            at = at + 1
+        # the environment reads every turn that ended
+        rows = turn_rows
+        texts = tokenizer.batch_decode([tokens[i, int(start[i]):int(wpos[i])] for i in rows],
+                                       skip_special_tokens=True)
+        t_env = time.perf_counter()
+        steps = _step_all([envs[i] for i in rows], texts)
+        env_seconds += time.perf_counter() - t_env
+        go_on: list[tuple[int, list[int]]] = []
+        for i, text, step in zip(rows, texts, steps):
+            turns[i].append({"role": "model", "text": text, "info": dict(step.info)})
+            n_model = len(turns[i]) // 2 + 1
+            finished[i] = bool(ended_by[i] == 1)
+            ending = (("budget" if int(limit[i]) < max_new_tokens else "length") if ended_by[i] == 2
+                      else "done" if step.done
+                      else "max_turns" if n_model >= turn_limits[i] else None)
+            reply = []
+            if ending is None:
+                reply = replies.ids(step.feedback, envs[i], chat=chats[i],
+                                    after_eos=bool(torch.isin(tokens[i, int(wpos[i]) - 1], eos_t)))
+                if int(wpos[i]) + len(reply) + 1 > budgets[i]:
+                    ending = "budget"                   # no room for the reply and a model token
+            if ending is not None:
+                final[i] = {**step.info, "turns": n_model, "ended": ending}
+                continue
+            turns[i].append({"role": "env", "text": step.feedback or "", "info": {}})
+            go_on.append((i, reply))
+        if not go_on:
             break
-        if not bool(running.all()):                                     # drop the finished rows
-            keep = running.nonzero().squeeze(1)
-            live, ids, mask, next_pos = live[keep], ids[keep], mask[keep], next_pos[keep]
-            cache.batch_select_indices(keep)
-        if t + 1 == max_new_tokens:
-            break
-        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-        out = model(input_ids=ids[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                    past_key_values=cache, use_cache=True)
-        logits = out.logits[:, -1, :]
-        next_pos = next_pos + 1
+        # environment replies enter through the kept cache (or a fresh prefill without one)
+        live = torch.tensor([i for i, _ in go_on], device=device)
+        cache, mask, next_pos, logits = _resume(model, go_on, stash, tokens, wpos, prompt_ids,
+                                                prompt_mask, pad=pad, keep_cache=keep_cache,
+                                                device=device)
+        for i, reply in go_on:
+            a, n = int(wpos[i]), len(reply)
+            tokens[i, a:a + n] = torch.tensor(reply, dtype=torch.long, device=device)
+            env[i, a:a + n] = True
+            wpos[i] += n
     if was_training:
         model.train()
-    completion_ids = tokens[:, :steps]                                  # (B, T)
-    is_eos = torch.isin(completion_ids, eos_t)
-    # mask: tokens up to and including the first EOS
-    after_eos = (is_eos.cumsum(dim=1) - is_eos.long()) > 0
-    completion_mask = (~after_eos).long()
-    return {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask, "completion_ids": completion_ids,
-            "completion_mask": completion_mask, "sample_logps": logps[:, :steps],
-            "finished": is_eos.any(dim=1), "pad": pad}
+    steps = int(wpos.max())
+    completion_mask = (torch.arange(steps, device=device)[None, :] < wpos[:, None]).long()
+    return {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask,
+            "completion_ids": tokens[:, :steps], "completion_mask": completion_mask,
+            "action_mask": completion_mask * (~env[:, :steps]).long(),
+            "sample_logps": logps[:, :steps],
+            "finished": finished, "pad": pad, "turns": turns, "final_info": final,
+            "env_seconds": env_seconds}
+
+
+def _step_all(envs: list[Environment], texts: list[str]) -> list[Step]:
+    """Each environment's reply to its turn; in threads when every one of them allows it."""
+    if len(envs) > 1 and all(e.concurrent for e in envs):
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(len(envs), os.cpu_count() or 1)) as pool:
+            steps = list(pool.map(lambda pair: pair[0].step(pair[1]), zip(envs, texts)))
+    else:
+        steps = [e.step(t) for e, t in zip(envs, texts)]
+    for e, step in zip(envs, steps):
+        if not isinstance(step, Step):
+            raise TypeError(f"{type(e).__name__}.step must return a Step, got "
+                            f"{type(step).__name__}")
+    return steps
+
+
+def _stop_hits(tokenizer, envs: list[Environment], live: Tensor, tokens: Tensor, start: Tensor,
+               ends: Tensor) -> Tensor:
+    """(L,) True where the turn of live row ``i`` (tokens ``start[i]:ends[j]``) now contains one
+    of its environment's stop strings."""
+    hits = torch.zeros(live.numel(), dtype=torch.bool, device=live.device)
+    for j, (i, end) in enumerate(zip(live.tolist(), ends.tolist())):
+        stops = envs[i].stop
+        if not stops:
+            continue
+        # a stop string shows within its length in tokens (each token decodes to >= 1 character)
+        back = max(len(s) for s in stops) + 2
+        a = max(int(start[i]), end - back)
+        tail = tokenizer.decode(tokens[i, a:end], skip_special_tokens=True)
+        hits[j] = any(s in tail for s in stops)
+    return hits
+
+
+def _plain_cache(cache) -> bool:
+    """Whether a turn's keys/values can be set aside and joined later (plain full-attention
+    layers). Other caches (sliding windows, ...) re-prefill each new turn instead."""
+    from transformers.cache_utils import DynamicLayer
+
+    layers = getattr(cache, "layers", None)
+    return bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+
+
+def _stash(cache, live: Tensor, idx: Tensor, mask: Tensor, next_pos: Tensor,
+           keep_cache: bool) -> dict[int, tuple]:
+    """Episode row -> (per-layer (keys, values) of shape (H, L, D), mask (L,), next position)."""
+    # copy the rows out (index_select), so the stash does not hold the whole batch's tensors
+    kv = [(layer.keys[idx], layer.values[idx]) for layer in cache.layers] if keep_cache else None
+    return {int(live[j]): ([(k[r], v[r]) for k, v in kv] if kv else None, mask[j], int(next_pos[j]))
+            for r, j in enumerate(idx.tolist())}
+
+
+def _resume(model, go_on: list[tuple[int, list[int]]], stash: dict, tokens: Tensor, wpos: Tensor,
+            prompt_ids: Tensor, prompt_mask: Tensor, *, pad: int, keep_cache: bool, device):
+    """Feed each continuing episode's last token + environment reply; returns the new cache,
+    attention mask (R, L), next positions (R,) and next-token logits (R, V).
+
+    With a kept cache the chunk is ``[last token] + reply``; without, the whole episode so far
+    (prompt, turns, reply) is prefilled again. Chunks are right-aligned (left padding, masked).
+    """
+    from transformers import DynamicCache
+
+    chunks, starts, past = [], [], []
+    for i, reply in go_on:
+        last = tokens[i, int(wpos[i]) - 1:int(wpos[i])].tolist()
+        if keep_cache:
+            kv, m, pos = stash[i]
+            chunks.append(last + reply)
+            starts.append(pos)
+            past.append((kv, m))
+        else:
+            prompt = prompt_ids[i][prompt_mask[i] == 1].tolist()
+            chunks.append(prompt + tokens[i, :int(wpos[i])].tolist() + reply)
+            starts.append(0)
+    R, E = len(chunks), max(len(c) for c in chunks)
+    ids = torch.full((R, E), pad, dtype=torch.long, device=device)
+    chunk_mask = torch.zeros(R, E, dtype=torch.long, device=device)
+    positions = torch.zeros(R, E, dtype=torch.long, device=device)
+    for r, (c, s) in enumerate(zip(chunks, starts)):
+        n = len(c)
+        ids[r, E - n:] = torch.tensor(c, device=device)
+        chunk_mask[r, E - n:] = 1
+        positions[r, E - n:] = torch.arange(s, s + n, device=device)
+    if keep_cache:
+        L = max(m.shape[0] for _, m in past)
+        past_mask = torch.zeros(R, L, dtype=torch.long, device=device)
+        layers = []
+        for li in range(len(past[0][0])):
+            k0, v0 = past[0][0][li]
+            keys = k0.new_zeros((R, k0.shape[0], L, k0.shape[2]))       # (R, H, L, D)
+            values = v0.new_zeros((R, v0.shape[0], L, v0.shape[2]))
+            for r, (kv, m) in enumerate(past):
+                n = m.shape[0]
+                keys[r, :, L - n:], values[r, :, L - n:] = kv[li]
+            layers.append((keys, values))
+        for r, (_, m) in enumerate(past):
+            past_mask[r, L - m.shape[0]:] = m
+        lead = int((past_mask.cumsum(1) == 0).sum(1).min())             # columns all padding
+        past_mask = past_mask[:, lead:]
+        cache = DynamicCache(ddp_cache_data=[(k[:, :, lead:], v[:, :, lead:]) for k, v in layers])
+    else:
+        past_mask = torch.zeros(R, 0, dtype=torch.long, device=device)
+        cache = DynamicCache()
+    mask = torch.cat([past_mask, chunk_mask], dim=1)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions,
+                past_key_values=cache, use_cache=True, logits_to_keep=1)
+    next_pos = positions[:, -1] + 1
+    return cache, mask, next_pos, out.logits[:, -1, :]
+
+
+class _Replies:
+    """Environment feedback -> token ids, rendered once per role by the chat template.
+
+    For a chat, the reply is what the template adds after the model's message when a message
+    ``{"role": feedback_role, "content": feedback}`` follows it, up to the next assistant
+    header -- found as the difference of two renderings, so any prefix-preserving template works.
+    The feedback itself is tokenised with special tokens split, so text cannot forge a turn.
+    """
+
+    def __init__(self, tokenizer, eos: list[int]):
+        self.tokenizer = tokenizer
+        self.eos_texts = [tokenizer.decode([e]) for e in eos]
+        self.frames: dict[str, tuple[str, str, str]] = {}
+
+    def ids(self, feedback: str | None, env: Environment, *, chat: bool, after_eos: bool) -> list[int]:
+        text = feedback or ""
+        role = env.feedback_role
+        if not chat or role is None:                  # inline, right after the model's text
+            return self._encode(text, split=True)
+        closing, opener, tail = self._frame(role)
+        if after_eos:                                 # the model already wrote the EOS part
+            closing = next((closing[len(e):] for e in self.eos_texts if closing.startswith(e)),
+                           closing)
+        return (self._encode(closing + opener, split=False) + self._encode(text, split=True)
+                + self._encode(tail, split=False))
+
+    def _encode(self, text: str, *, split: bool) -> list[int]:
+        if not text:
+            return []
+        return self.tokenizer(text, add_special_tokens=False,
+                              split_special_tokens=split)["input_ids"]
+
+    def _frame(self, role: str) -> tuple[str, str, str]:
+        if role not in self.frames:
+            u, a, f = "\x01U\x01", "\x01A\x01", "\x01F\x01"
+            chat = [{"role": "user", "content": u}, {"role": "assistant", "content": a}]
+            base = self.tokenizer.apply_chat_template(chat, tokenize=False)
+            full = self.tokenizer.apply_chat_template(chat + [{"role": role, "content": f}],
+                                                      tokenize=False, add_generation_prompt=True)
+            if not full.startswith(base) or f not in full[len(base):]:
+                raise ValueError(
+                    f"the chat template does not extend a conversation by appending (a message "
+                    f"with role {role!r} changes what came before), so environment replies cannot "
+                    "be appended as tokens; use a prefix-preserving template or feedback_role=None")
+            opener, tail = full[len(base):].split(f, 1)
+            self.frames[role] = (base[base.rindex(a) + len(a):], opener, tail)
+        return self.frames[role]
+
+
+def _prompt_index(texts: list[str], group_size: int) -> Tensor:
+    """(N,) the first row of each sibling group whose prompts all match, else the row itself."""
+    index = []
+    for g in range(0, len(texts), group_size):
+        same = len(set(texts[g:g + group_size])) == 1
+        index += [g if same else g + k for k in range(len(texts[g:g + group_size]))]
+    return torch.tensor(index)
 
 
 def _distinct(items: list) -> tuple[list, list[int]]:
@@ -172,7 +507,7 @@ def _distinct(items: list) -> tuple[list, list[int]]:
     return list(index), row_of
 
 
-def _concat(pieces: list[dict], tokenizer) -> Completions:
+def _concat(pieces: list[dict]) -> Completions:
     pad = pieces[0]["pad"]
 
     def cat(key: str, left: bool, value) -> Tensor:
@@ -184,15 +519,16 @@ def _concat(pieces: list[dict], tokenizer) -> Completions:
             padded.append(torch.cat([fill, t] if left else [t, fill], dim=1))
         return torch.cat(padded, dim=0)
 
-    completion_ids = cat("completion_ids", False, pad)
-    completion_mask = cat("completion_mask", False, 0)
-    texts = tokenizer.batch_decode(completion_ids.masked_fill(completion_mask == 0, pad),
-                                   skip_special_tokens=True)
+    turns = [t for p in pieces for t in p["turns"]]
+    texts = ["\n".join(t["text"] for t in episode if t["role"] == "model") for episode in turns]
     return Completions(
         prompt_ids=cat("prompt_ids", True, pad), prompt_mask=cat("prompt_mask", True, 0),
-        completion_ids=completion_ids, completion_mask=completion_mask,
+        completion_ids=cat("completion_ids", False, pad),
+        completion_mask=cat("completion_mask", False, 0),
         sample_logps=cat("sample_logps", False, 0.0), texts=texts, prompts=[], group_size=1,
-        finished=torch.cat([p["finished"] for p in pieces]))
+        finished=torch.cat([p["finished"] for p in pieces]),
+        action_mask=cat("action_mask", False, 0), turns=turns,
+        final_info=[f for p in pieces for f in p["final_info"]])
 
 
 def _eos_ids(tokenizer, model) -> list[int]:

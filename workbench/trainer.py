@@ -3,11 +3,13 @@
 Each step (numbers match notebook 04's sections):
 
 1. take ``prompts_per_step`` prompts in a seeded order (the *data position* is checkpointed);
-2. sample ``group_size`` completions per prompt (``workbench.rollouts``);
+2. sample ``group_size`` episodes per prompt (``workbench.rollouts``): one completion each, or
+   turns with the task's environment (``workbench.envs``) until it says done;
 3. score them with named reward components (``workbench.rewards``);
 4. turn rewards into group-relative advantages (``workbench.grpo.group_advantages``);
 5. for ``num_iterations`` passes: recompute log-probs with gradients, apply the clipped loss
-   (``workbench.grpo.grpo_loss``) micro-batch by micro-batch, clip gradients, step the optimiser;
+   (``workbench.grpo.grpo_loss``) over the tokens the model sampled (environment tokens are
+   context only) micro-batch by micro-batch, clip gradients, step the optimiser;
 6. record metrics and every completion in the run folder; checkpoint every N steps.
 
 ``GRPOTrainer`` holds the state; ``train(settings, out)`` is the whole job the command line runs.
@@ -26,8 +28,8 @@ from .grpo import group_advantages, grpo_loss, token_entropy, token_logps, zero_
 from .memory import (MemoryTracker, dtype_bytes_for, free_bytes_now, generation_chunk_size,
                      longest_prompt_tokens, preflight, release_cached_memory)
 from .models import Policy, load_policy, load_policy_weights, save_policy_weights
-from .rewards import accuracy_of, score_completions
-from .rollouts import Completions, sample_group
+from .rewards import accuracy_of, reward_inputs, score_completions
+from .rollouts import Completions, episode_budget, sample_episodes
 from .runs import Run
 from .settings import TrainSettings, validate_settings
 from .tasks import Task, completion_text, get_task
@@ -106,9 +108,10 @@ class GRPOTrainer:
     # log-probs of completions under the current (or reference) model
     # ------------------------------------------------------------------------------------------
     def completion_logps(self, model, comps: Completions, rows, *, with_entropy: bool = False):
-        """Log-probs (B, T) of the completion tokens of ``comps`` rows ``rows`` (a slice or an index
-        tensor), and their entropies when asked. ``T`` is the longest real completion among them:
-        padding after every EOS is not computed.
+        """Log-probs (B, T) of the episode tokens of ``comps`` rows ``rows`` (a slice or an index
+        tensor), and their entropies when asked. ``T`` is the longest real episode among them:
+        padding after every episode's end is not computed. Environment tokens get log-probs
+        too (they are in the forward pass as context); the loss masks them out.
 
         Siblings share their prompt, so each distinct prompt is forwarded once and its keys and
         values are copied to its completions (gradients flow back through the copy) -- the same
@@ -150,22 +153,19 @@ class GRPOTrainer:
         t0 = time.perf_counter()
         # 1. prompts
         rows = self.next_rows()
-        # 2. a group of completions per prompt
-        comps = sample_group(self.model, self.tokenizer, [r["prompt"] for r in rows],
-                             group_size=g.group_size, max_new_tokens=g.max_new_tokens,
-                             temperature=g.temperature, top_p=g.top_p,
-                             batch_size=self._generation_batch(), generator=self.generator,
-                             device=self.device)
+        # 2. a group of episodes per prompt (one completion each, or turns with the environment)
+        comps = sample_episodes(self.model, self.tokenizer, rows, env=self.task.env,
+                                group_size=g.group_size, max_new_tokens=g.max_new_tokens,
+                                max_turns=g.max_turns, max_episode_tokens=g.max_episode_tokens,
+                                temperature=g.temperature, top_p=g.top_p,
+                                batch_size=self._generation_batch(), generator=self.generator,
+                                device=self.device)
         release_cached_memory(self.device)              # the KV cache is gone: give it back
         t_gen = time.perf_counter() - t0
-        # 3. rewards, component by component
-        conversational = not isinstance(rows[0]["prompt"], str)
-        completions = ([[{"role": "assistant", "content": t}] for t in comps.texts]
-                       if conversational else list(comps.texts))
-        expanded = [r for r in rows for _ in range(g.group_size)]
-        columns = {k: [r[k] for r in expanded] for k in rows[0] if k != "prompt"}
-        rewards = score_completions(self.task.reward_funcs, [r["prompt"] for r in expanded],
-                                    completions, weights=self.task.reward_weights, columns=columns)
+        # 3. rewards, component by component, from whole episodes
+        prompts, completions, columns = reward_inputs(rows, comps)
+        rewards = score_completions(self.task.reward_funcs, prompts, completions,
+                                    weights=self.task.reward_weights, columns=columns)
         t_reward = time.perf_counter() - t0 - t_gen
         # 4. group-relative advantages
         advantages = group_advantages(rewards.total, g.group_size, scale=g.scale_rewards)
@@ -199,17 +199,26 @@ class GRPOTrainer:
             return g.generation_batch_size
         return min(g.generation_batch_size, generation_chunk_size(
             self.model.config, free_bytes=free_bytes_now(self.device),
-            prompt_tokens=self.prompt_tokens, completion_tokens=g.max_new_tokens,
+            prompt_tokens=self.prompt_tokens, completion_tokens=self._episode_tokens(),
             dtype_bytes=dtype_bytes_for(self.settings.model.dtype, "cuda"), tier=self.policy.tier,
             max_size=g.group_size * g.prompts_per_step, multiple_of=g.group_size))
 
+    def _episode_tokens(self) -> int:
+        """The episode token budget after the prompt (model + environment tokens)."""
+        g = self.settings.grpo
+        return episode_budget(g.max_new_tokens, g.max_turns or self.task.env().max_turns,
+                              g.max_episode_tokens)
+
     def _update(self, comps: Completions, advantages: torch.Tensor) -> dict:
-        """Step 5: ``num_iterations`` optimiser steps on this batch of completions.
+        """Step 5: ``num_iterations`` optimiser steps on this batch of episodes.
 
         Rows are split into micro-batches of ``micro_batch_size`` (gradient accumulation); each
-        micro-batch is forwarded in pieces of similar completion length (``length_pieces``) so
-        that short completions are not padded to the longest. The pieces' losses add up to the
+        micro-batch is forwarded in pieces of similar episode length (``length_pieces``) so
+        that short episodes are not padded to the longest. The pieces' losses add up to the
         micro-batch's loss exactly (``grpo_loss``'s ``batch_rows`` / ``batch_tokens``).
+        The loss, KL, entropy and clip fractions count the tokens the model sampled
+        (``action_mask``); environment tokens are context only. A one-turn episode's action mask
+        is its completion mask, so single-turn numbers are unchanged.
         """
         g = self.settings.grpo
         n = len(comps)
@@ -217,7 +226,8 @@ class GRPOTrainer:
         lengths = comps.lengths.cpu()                 # row bookkeeping stays on the CPU
         micro = [torch.arange(i, min(i + mb, n)) for i in range(0, n, mb)]
         pieces = [[idx[p] for p in length_pieces(lengths[idx])] for idx in micro]
-        n_tokens = float(comps.completion_mask.sum())
+        actions = comps.action_mask                   # (N, T) 1 = sampled by the model
+        n_tokens = float(actions.sum())
         old = ref = None
         if g.num_iterations > 1:                      # the sampling policy, frozen for all passes
             old = self._all_logps(self.model, comps, pieces)
@@ -231,17 +241,17 @@ class GRPOTrainer:
         for _ in range(g.num_iterations):
             self.optimizer.zero_grad(set_to_none=True)
             for idx, parts_of in zip(micro, pieces):
-                batch_tokens = float(comps.completion_mask[idx].sum())
+                batch_tokens = float(actions[idx].sum())
                 for rows in parts_of:
                     logps, ent = self.completion_logps(self.model, comps, rows, with_entropy=True)
                     T = logps.shape[1]
-                    mask = comps.completion_mask[rows, :T].to(logps.dtype)
+                    mask = actions[rows, :T].to(logps.dtype)
                     parts = grpo_loss(
                         logps, old[rows, :T] if old is not None else logps.detach(),
                         advantages[rows], mask, loss_type=g.loss_type,
                         epsilon_low=g.epsilon_low, epsilon_high=g.epsilon_high, beta=g.beta,
                         ref_logps=ref[rows, :T] if ref is not None else None,
-                        max_completion_length=g.max_new_tokens, num_items_in_batch=n_tokens,
+                        max_completion_length=comps.token_budget, num_items_in_batch=n_tokens,
                         num_micro_batches=len(micro), batch_rows=len(idx),
                         batch_tokens=batch_tokens)
                     parts.loss.backward()
@@ -269,7 +279,7 @@ class GRPOTrainer:
 
     def _metrics(self, comps, rewards, advantages, stats, t_gen, t_reward, t_train, t_step) -> dict:
         g = self.settings.grpo
-        lengths = comps.lengths.float()
+        lengths = comps.model_lengths.float()          # tokens the model wrote
         m = {"step": self.step_count, "reward_mean": float(rewards.total.mean()),
              "reward_std": float(rewards.total.std()) if len(comps) > 1 else 0.0}
         for i, name in enumerate(rewards.names):
@@ -281,6 +291,7 @@ class GRPOTrainer:
         m["completion_length"] = float(lengths.mean())
         m["completion_length_max"] = float(lengths.max())
         m["truncated_fraction"] = float((~comps.finished).float().mean())
+        m.update(episode_metrics(comps, rewards))
         m["kl"] = stats["kl"]
         m["clip_low"], m["clip_high"] = stats["clip_low"], stats["clip_high"]
         m["clip_fraction"] = stats["clip_low"] + stats["clip_high"]
@@ -289,8 +300,10 @@ class GRPOTrainer:
         m["grad_norm"] = stats["grad_norm"]
         m["zero_std_fraction"] = float(zero_std_groups(rewards.total, g.group_size).float().mean())
         m["advantage_abs_mean"] = float(advantages.abs().mean())
-        gen_tokens = float(comps.completion_mask.sum())
+        gen_tokens = float(comps.action_mask.sum())
+        t_gen = t_gen - comps.env_seconds               # the environment's time is its own line
         m["generation_seconds"] = round(t_gen, 4)
+        m["env_seconds"] = round(comps.env_seconds, 4)
         m["reward_seconds"] = round(t_reward, 4)
         m["training_seconds"] = round(t_train, 4)
         m["step_seconds"] = round(t_step, 4)
@@ -310,8 +323,11 @@ class GRPOTrainer:
                 "prompt": _prompt_text(row["prompt"]), "completion": text,
                 "answer": str(row.get("answer", "")), "components": comp_rows[i],
                 "reward": float(rewards.total[i]), "advantage": float(advantages[i]),
-                "length": int(comps.completion_mask[i].sum()), "finished": bool(comps.finished[i]),
+                "length": int(comps.action_mask[i].sum()), "finished": bool(comps.finished[i]),
             })
+            if comps.max_turns > 1:                     # the whole episode, turn by turn
+                out[-1].update(turns=comps.turns[i], ended=comps.final_info[i]["ended"],
+                               env_tokens=int(comps.lengths[i] - comps.action_mask[i].sum()))
         return out
 
     def _warn(self, m: dict) -> None:
@@ -343,9 +359,11 @@ class GRPOTrainer:
     @torch.no_grad()
     def evaluate(self, n: int | None = None, *, label: str = "eval", batch_size: int = 100) -> dict:
         """Greedy held-out accuracy on the first ``n`` test problems (the task's fixed split)."""
+        g = self.settings.grpo
         return evaluate_policy(self.policy, self.task, n=n or self.settings.eval_examples,
-                               max_new_tokens=self.settings.grpo.max_new_tokens, label=label,
-                               step=self.step_count, batch_size=batch_size, run=self.run)
+                               max_new_tokens=g.max_new_tokens, label=label,
+                               step=self.step_count, batch_size=batch_size, run=self.run,
+                               max_turns=g.max_turns, max_episode_tokens=g.max_episode_tokens)
 
     # ------------------------------------------------------------------------------------------
     # checkpoints
@@ -472,13 +490,31 @@ def length_pieces(lengths: torch.Tensor, *, max_pieces: int = 4,
     return [order[a:b] for a, b in reversed(bounds)]
 
 
+def episode_metrics(comps: Completions, rewards) -> dict:
+    """Turns per episode, success by turn, environment vs model tokens (one step's episodes).
+
+    ``success_by_turn/k``: share of episodes judged correct (answer component 1) that ended
+    within ``k`` model turns -- it rises with ``k`` when feedback helps.
+    """
+    taken = torch.tensor([f["turns"] for f in comps.final_info], dtype=torch.float32)
+    model_tokens = comps.model_lengths.float()
+    env_tokens = comps.lengths.float() - model_tokens
+    m = {"turns_mean": float(taken.mean()), "turns_max": int(taken.max()),
+         "model_tokens": float(model_tokens.mean()), "env_tokens": float(env_tokens.mean())}
+    if comps.max_turns > 1 and "answer" in rewards.names:
+        correct = (rewards.component("answer") >= 1.0).cpu()
+        for k in range(1, comps.max_turns + 1):
+            m[f"success_by_turn/{k}"] = float((correct & (taken <= k)).float().mean())
+    return m
+
+
 def _shared_prompt_logits(model, comps: Completions, rows: torch.Tensor, c_ids: torch.Tensor,
                           c_mask: torch.Tensor) -> torch.Tensor:
     """Logits (B, T, V) predicting ``c_ids`` with each distinct prompt of ``rows`` forwarded once."""
     from transformers import DynamicCache
 
-    groups, row_of = torch.unique(rows // comps.group_size, return_inverse=True)
-    first = groups * comps.group_size                    # one row of each distinct prompt
+    first, row_of = torch.unique(comps.prompt_index[rows], return_inverse=True)
+    # ``first``: one row of each distinct prompt (siblings share theirs)
     p_ids, p_mask = comps.prompt_ids[first], comps.prompt_mask[first]
     positions = (p_mask.cumsum(-1) - 1).clamp(min=0)
     cache = DynamicCache()
@@ -498,25 +534,36 @@ def _shared_prompt_logits(model, comps: Completions, rows: torch.Tensor, c_ids: 
 
 def evaluate_policy(policy: Policy, task: Task, *, n: int = 200, max_new_tokens: int = 32,
                     label: str = "eval", step: int = 0, batch_size: int = 100,
-                    run: Run | None = None) -> dict:
-    """Greedy accuracy on the first ``n`` held-out problems, judged by the task's answer reward."""
+                    run: Run | None = None, max_turns: int | None = None,
+                    max_episode_tokens: int | None = None) -> dict:
+    """Greedy accuracy on the first ``n`` held-out problems, judged by the task's answer reward.
+
+    Each problem is one greedy episode in the task's environment (one completion for a plain
+    task; ``max_turns`` None = the environment's own limit), scored at its end.
+    """
     test = task.test.select(range(min(n, len(task.test))))
     answer_fn = next((f for f, name in zip(task.reward_funcs, task.component_names)
                       if name == "answer"), task.reward_funcs[0])
-    texts, correct = [], []
+    texts, correct, turns = [], [], []
     for i in range(0, len(test), batch_size):
-        rows = test.select(range(i, min(i + batch_size, len(test))))
-        comps = sample_group(policy.model, policy.tokenizer, list(rows["prompt"]), group_size=1,
-                             max_new_tokens=max_new_tokens, temperature=0.0, device=policy.device)
-        cols = {k: list(rows[k]) for k in rows.column_names if k != "prompt"}
-        scores = answer_fn(prompts=list(rows["prompt"]), completions=comps.texts, **cols)
+        rows = [test[j] for j in range(i, min(i + batch_size, len(test)))]
+        comps = sample_episodes(policy.model, policy.tokenizer, rows, env=task.env, group_size=1,
+                                max_new_tokens=max_new_tokens, max_turns=max_turns,
+                                max_episode_tokens=max_episode_tokens, temperature=0.0,
+                                device=policy.device)
+        prompts, completions, cols = reward_inputs(rows, comps)
+        scores = answer_fn(prompts=prompts, completions=completions, **cols)
         texts += comps.texts
+        turns += comps.turns if comps.max_turns > 1 else [None] * len(rows)
         correct += [float(x or 0.0) >= 1.0 for x in scores]
+    examples = [{"prompt": _prompt_text(test[i]["prompt"]), "completion": texts[i],
+                 "answer": test[i]["answer"], "correct": correct[i]}
+                for i in range(min(5, len(texts)))]
+    for e, t in zip(examples, turns):
+        if t is not None:
+            e["turns"] = t
     result = {"label": label, "step": step, "n": len(correct),
-              "accuracy": sum(correct) / max(1, len(correct)),
-              "examples": [{"prompt": _prompt_text(test[i]["prompt"]), "completion": texts[i],
-                            "answer": test[i]["answer"], "correct": correct[i]}
-                           for i in range(min(5, len(texts)))]}
+              "accuracy": sum(correct) / max(1, len(correct)), "examples": examples}
     if run is not None:
         run.append("evals", [result])
     return result

@@ -31,7 +31,9 @@ turn:
   the model's text when ``feedback_role`` is None (Search-R1's ``<information>`` style) -- and the
   model writes the next turn. ``feedback=None`` with ``done=False`` appends an empty message.
 
-Environment tokens are context only: the loss, KL and entropy see model tokens alone.
+Environment tokens are context only: the loss, KL and entropy see model tokens alone. The
+environments of one turn reply one after another, or in threads when every one of them sets
+``concurrent = True`` (a ``step`` that waits on a subprocess, such as a code sandbox).
 
 Rewards are computed at the end, by the task's reward functions with TRL's contract
 ``f(prompts, completions, **columns)``: ``completions`` holds the model's text of the episode (its
@@ -42,7 +44,9 @@ describe the episode:
   model turn's ``info`` is the ``Step.info`` the environment returned for it (its verdict); an
   environment turn is the feedback the model was shown.
 * ``final_info``: per episode the ``info`` of its last step, with ``"turns"`` (model turns taken)
-  and ``"ended"`` (``"done"``, ``"max_turns"``, ``"length"`` or ``"budget"``) added.
+  and ``"ended"`` added: ``"length"`` / ``"budget"`` when the last turn ran out of tokens (per
+  turn / per episode; this wins over the environment's done), else ``"done"`` or
+  ``"max_turns"``.
 
 Reward functions that take ``**kwargs`` can ignore both.
 """
@@ -72,6 +76,8 @@ class Environment:
     max_turns: int = 1                      # model turns at most (the run's settings may override)
     stop: tuple[str, ...] = ()              # strings that end a model turn besides EOS
     feedback_role: str | None = "user"      # a new chat turn with this role; None = inline text
+    concurrent: bool = False                # step() may run in threads beside other episodes'
+                                            # (it waits on a subprocess, e.g. a code sandbox)
 
     def reset(self, row: dict) -> str | list[dict]:
         """The first prompt of the episode for dataset ``row`` (text, or a chat)."""

@@ -1,0 +1,201 @@
+"""Episode sampling vs single-turn sampling: model tokens per second, same model, same budget.
+
+    python benchmarks/episodes.py                 # 7 interleaved rounds, 2 threads
+    python benchmarks/episodes.py --rounds 3      # a quick look
+    python benchmarks/episodes.py --engine-vs d69b549 --steps 30   # single-turn GRPO steps:
+                                                  # this engine vs the one before episodes
+
+What is held equal: the embedded tiny model, the ``sum`` task's first training prompts (8 prompts
+x 8 = 64 sequences sampled together), temperature 1.0, and the model-token budget: single-turn
+completions get ``turns * per_turn`` new tokens (48), episodes ``turns`` turns of ``per_turn``
+(3 x 16). The environment (``Again``) is deterministic and instant: it answers "again" after every
+turn, so every episode that does not run out of tokens takes all its turns and the reply (a
+ChatML user message, 9 tokens) enters the context between them.
+
+Measured per round, A/B interleaved so both see the same load: the seconds of
+``sample_group`` (single-turn) and of ``sample_episodes`` (multi-turn) with the KV cache kept
+across turns, and with every later turn prefilled again (the fallback for caches that cannot be
+set aside). Rate = tokens the model sampled / seconds (environment tokens are not counted as
+generated; the multi-turn rate counts its environment seconds too, which are ~0 here). Reported:
+the median of the per-round ratios. Writes ``benchmarks/results/episodes.json``.
+
+``--engine-vs COMMIT`` checks the single-turn path instead: the ``workbench`` package of COMMIT
+(``git archive``) and this one each train the default settings from the same seed, one
+``GRPOTrainer.step()`` each in turn (the order alternating), and the script compares every
+step's numbers (identical is the claim: a plain task is the one-turn episode) and the median of
+the paired step-time ratios. Writes ``benchmarks/results/episodes-engine.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+RESULTS = Path(__file__).parent / "results"
+
+from workbench.envs import Environment, Step  # noqa: E402
+
+
+class Again(Environment):
+    """Replies "again" to every turn: episodes end at the turn or token limit."""
+
+    max_turns = 3
+
+    def step(self, text):
+        return Step(feedback="again", done=False)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--prompts", type=int, default=8)
+    p.add_argument("--group-size", type=int, default=8)
+    p.add_argument("--turns", type=int, default=3)
+    p.add_argument("--per-turn", type=int, default=16)
+    p.add_argument("--engine-vs", metavar="COMMIT", help="single-turn steps vs this commit")
+    p.add_argument("--steps", type=int, default=30, help="--engine-vs: GRPO steps each")
+    p.add_argument("--out", type=Path, default=RESULTS)
+    return p.parse_args(argv)
+
+
+def engine_vs(args) -> dict:
+    """Default GRPO steps of this engine and COMMIT's, interleaved: same numbers? step time?"""
+    import importlib
+    import subprocess
+    import tempfile
+
+    import torch
+
+    from workbench.settings import TrainSettings
+    from workbench.trainer import GRPOTrainer
+
+    tmp = Path(tempfile.mkdtemp(prefix="wb-base-"))
+    archive = subprocess.run(["git", "archive", args.engine_vs, "workbench"], cwd=ROOT,
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+    (tmp / "workbench").rename(tmp / "workbench_base")           # relative imports only
+    sys.path.insert(0, str(tmp))
+    base = importlib.import_module("workbench_base.trainer")
+    base_settings = importlib.import_module("workbench_base.settings")
+    torch.set_num_threads(args.threads)
+    ours = GRPOTrainer(TrainSettings(), None, verbose=False)
+    theirs = base.GRPOTrainer(base_settings.TrainSettings(), None, verbose=False)
+    keys = ("reward_mean", "loss", "entropy", "completion_length", "grad_norm")
+    rows, same = [], True
+    for i in range(args.steps):
+        order = [("ours", ours), ("base", theirs)][:: 1 if i % 2 == 0 else -1]
+        got = {}
+        for name, trainer in order:
+            t0 = time.perf_counter()
+            m = trainer.step()
+            got[name] = (time.perf_counter() - t0, {k: m[k] for k in keys})
+        same &= got["ours"][1] == got["base"][1]
+        rows.append({"ours_s": got["ours"][0], "base_s": got["base"][0],
+                     "ratio": got["ours"][0] / got["base"][0], "same_numbers":
+                     got["ours"][1] == got["base"][1], **got["ours"][1]})
+        print(f"step {i + 1}: ours {got['ours'][0]:.3f}s base {got['base'][0]:.3f}s "
+              f"same numbers: {got['ours'][1] == got['base'][1]}")
+    warm = rows[2:] or rows
+    result = {"commit": args.engine_vs, "steps": args.steps, "threads": args.threads,
+              "identical_numbers_every_step": same,
+              "median_ratio_ours_vs_base": statistics.median(r["ratio"] for r in warm),
+              "mean_ours_s": statistics.mean(r["ours_s"] for r in warm),
+              "mean_base_s": statistics.mean(r["base_s"] for r in warm),
+              "load": os.getloadavg(), "rows": rows}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "episodes-engine.json").write_text(json.dumps(result, indent=2))
+    print(f"identical numbers on every step: {same}; step time ours / {args.engine_vs}: "
+          f"{result['median_ratio_ours_vs_base']:.3f} (median of pairs, first 2 left out); "
+          f"load {result['load'][0]:.1f}")
+    return result
+
+
+def main(argv=None) -> dict:
+    import torch
+
+    import workbench.rollouts as ro
+    from workbench.models import load_policy
+    from workbench.tasks import get_task
+
+    args = parse_args(argv)
+    if args.engine_vs:
+        return engine_vs(args)
+    torch.set_num_threads(args.threads)
+    policy = load_policy(verbose=False)
+    model, tok = policy.model, policy.tokenizer
+    rows = [dict(r) for r in get_task("sum").train.select(range(args.prompts))]
+    prompts = [r["prompt"] for r in rows]
+    budget = args.turns * args.per_turn
+    plain_cache = ro._plain_cache
+
+    def single(seed):
+        return ro.sample_group(model, tok, prompts, group_size=args.group_size,
+                               max_new_tokens=budget, generator=torch.Generator().manual_seed(seed))
+
+    def episodes(seed, keep_cache=True):
+        ro._plain_cache = plain_cache if keep_cache else (lambda cache: False)
+        try:
+            return ro.sample_episodes(model, tok, rows, env=Again, group_size=args.group_size,
+                                      max_new_tokens=args.per_turn, max_turns=args.turns,
+                                      max_episode_tokens=budget + 2 * 9 + 2,
+                                      generator=torch.Generator().manual_seed(seed))
+        finally:
+            ro._plain_cache = plain_cache
+
+    runs = {"single": single, "episodes": episodes,
+            "episodes_reprefill": lambda seed: episodes(seed, keep_cache=False)}
+    for fn in runs.values():                                         # warm-up
+        fn(999)
+    per_round = []
+    for r in range(args.rounds):
+        got = {}
+        for name, fn in runs.items():
+            t0 = time.perf_counter()
+            out = fn(r)
+            seconds = time.perf_counter() - t0
+            got[name] = {"seconds": seconds, "model_tokens": int(out.action_mask.sum()),
+                         "env_tokens": int(out.completion_mask.sum() - out.action_mask.sum()),
+                         "turns_mean": sum(f["turns"] for f in out.final_info) / len(out),
+                         "rate": int(out.action_mask.sum()) / seconds}
+        per_round.append(got)
+        print(f"round {r}: " + "  ".join(f"{k} {v['rate']:.0f} tok/s ({v['model_tokens']} tok, "
+                                          f"{v['seconds']:.2f}s)" for k, v in got.items()))
+
+    def med(name, key):
+        return statistics.median(x[name][key] for x in per_round)
+
+    result = {
+        "settings": vars(args) | {"out": str(args.out)},
+        "machine": {"python": platform.python_version(), "torch": torch.__version__,
+                    "cpus": os.cpu_count(), "load_before": os.getloadavg()},
+        "rate": {k: med(k, "rate") for k in runs},
+        "model_tokens": {k: med(k, "model_tokens") for k in runs},
+        "env_tokens": {k: med(k, "env_tokens") for k in runs},
+        "turns_mean": {k: med(k, "turns_mean") for k in runs},
+        "ratio_episodes_vs_single": statistics.median(
+            x["episodes"]["rate"] / x["single"]["rate"] for x in per_round),
+        "ratio_reprefill_vs_single": statistics.median(
+            x["episodes_reprefill"]["rate"] / x["single"]["rate"] for x in per_round),
+        "rounds": per_round,
+    }
+    result["machine"]["load_after"] = os.getloadavg()
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "episodes.json").write_text(json.dumps(result, indent=2))
+    print(f"multi-turn / single-turn tokens/s: {result['ratio_episodes_vs_single']:.2f} "
+          f"(kept cache), {result['ratio_reprefill_vs_single']:.2f} (re-prefill); load "
+          f"{result['machine']['load_before'][0]:.1f} -> {result['machine']['load_after'][0]:.1f}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
