@@ -186,11 +186,6 @@ def test_code_corpus_shows_feedback_exactly_as_an_episode_does():
 # On the tiny code model
 # ---------------------------------------------------------------------------------------------
 
-needs_engine = pytest.mark.skipif(
-    not hasattr(__import__("workbench.rollouts").rollouts, "sample_episodes"),
-    reason="needs the multi-turn engine (workbench.rollouts.sample_episodes, branch episodes)")
-
-
 @pytest.fixture(scope="module")
 def code_policy():
     from workbench.models import load_policy
@@ -198,7 +193,6 @@ def code_policy():
     return load_policy(task="code", verbose=False)
 
 
-@needs_engine
 def test_tiny_code_model_has_first_attempts_and_repairs(code_policy, code_task):
     """The signal RL needs: some first attempts pass, and some episodes that failed first are
     repaired after feedback; the comparison's numbers are rates that only grow with budget."""
@@ -215,7 +209,6 @@ def test_tiny_code_model_has_first_attempts_and_repairs(code_policy, code_task):
     assert 1.0 <= c.turns_mean["feedback"] <= 3.0
 
 
-@needs_engine
 def test_cli_trains_the_code_task(code_policy, tmp_path):
     """`train --task code`: episodes of up to --max-turns turns, judged on private tests, with
     whole episodes in the traces."""

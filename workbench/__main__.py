@@ -81,6 +81,10 @@ def settings_from_args(args):
         g = replace(g, micro_batch_size=g.group_size * g.prompts_per_step)
     if g.generation_batch_size % g.group_size:
         g = replace(g, generation_batch_size=g.group_size * g.prompts_per_step)
+    if t.name == "code" and g.max_episode_tokens is None:    # execution feedback is long
+        from .envs.code import EPISODE_TOKENS
+
+        g = replace(g, max_episode_tokens=EPISODE_TOKENS)
     top = {}
     for flag in ("steps", "seed", "device", "threads", "checkpoint_every", "eval_examples"):
         value = getattr(args, flag, None)

@@ -30,6 +30,7 @@ from . import Environment, Step
 
 FEEDBACK_CHARS = 600          # what one feedback turn may hold (TRL PR #2810 suggests ~500)
 NO_CODE_PENALTY = 0.1         # per model turn without code (RLEF: -0.2 on a +1/-1 scale)
+EPISODE_TOKENS = 200          # tiny code task: 3 attempts of ~25 tokens + 2 replies of ~40 fit
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e"
                       r"\u2066-\u2069\ufeff]")
 
@@ -189,11 +190,14 @@ def with_decoys(rows: list[dict]) -> list[dict]:
 
 
 def compare_feedback(model, tokenizer, rows: list[dict], *, attempts: int = 3, samples: int = 4,
-                     max_new_tokens: int = 48, temperature: float = 1.0, seed: int = 0,
-                     modes: tuple[str, ...] = MODES, device=None) -> FeedbackComparison:
+                     max_new_tokens: int = 48, max_episode_tokens: int | None = EPISODE_TOKENS,
+                     temperature: float = 1.0, seed: int = 0, modes: tuple[str, ...] = MODES,
+                     device=None) -> FeedbackComparison:
     """Run ``samples`` episodes per problem in each mode and judge them on private tests.
 
     rows: code rows (``prompt``, ``public_tests``, ``private_tests``), e.g. a held-out split.
+    ``max_new_tokens`` bounds each attempt; ``max_episode_tokens`` a whole feedback episode
+    (attempts and feedback together).
     Every mode draws from its own seeded generator, so a mode's numbers do not depend on which
     other modes run. Private checks are run once per distinct (code, tests) pair.
     """
@@ -220,8 +224,9 @@ def compare_feedback(model, tokenizer, rows: list[dict], *, attempts: int = 3, s
                 model, tokenizer, env_rows,
                 env=lambda: CodeFeedbackEnv(max_turns=attempts,
                                             random_feedback=mode == "random_feedback"),
-                group_size=samples, max_new_tokens=max_new_tokens, temperature=temperature,
-                generator=gen, device=device)
+                group_size=samples, max_new_tokens=max_new_tokens,
+                max_episode_tokens=max_episode_tokens, temperature=temperature, generator=gen,
+                device=device)
             runs = [[(t["text"], bool(t["info"].get("passed"))) for t in comps.turns[i]
                      if t["role"] == "model"] for i in range(episodes)]
         private = [rows[i // samples]["private_tests"] for i in range(episodes)]
