@@ -138,12 +138,12 @@ def load_policy(settings: ModelSettings | None = None, *, device=None, task: str
     path = settings.model
     if path == "tiny":
         from .tasks import TASKS
-        from .tiny import TinySpec, ensure_tiny_model
+        from .tiny import ensure_tiny_model, tiny_spec_for
 
         if task not in TASKS:
             raise SettingsError(f"the tiny model knows only the synthetic tasks {sorted(TASKS)}; "
                                 f"for {task!r} give --model a real model.")
-        path = str(ensure_tiny_model(TinySpec(tasks=(task,)), verbose=verbose))
+        path = str(ensure_tiny_model(tiny_spec_for(task), verbose=verbose))
     tier, reason = choose_tier(settings, device)
     use_lora = settings.lora if settings.lora is not None else settings.model != "tiny"
     if tier in ("unsloth", "bnb4") and not use_lora:

@@ -67,3 +67,32 @@ def save_run_plot(run, path: str | Path) -> Path:
     plt.close(fig)
     return path
 
+
+
+def plot_feedback_comparison(results: dict, *, title: str = "success vs attempts"):
+    """Success rate against the budget of attempts, one panel per ``FeedbackComparison``.
+
+    results: label -> ``workbench.envs.code.FeedbackComparison`` (e.g. ``{"before RL": b,
+    "after RL": a}``). Lines: feedback, independent samples, random feedback.
+    """
+    import matplotlib.pyplot as plt
+
+    styles = {"feedback": ("#1565c0", "-"), "independent": ("#555555", "--"),
+              "random_feedback": ("#ef6c00", ":")}
+    fig, axes = plt.subplots(1, len(results), figsize=(4.6 * len(results), 3.4), sharey=True,
+                             squeeze=False)
+    for ax, (label, comp) in zip(axes[0], results.items()):
+        budgets = list(range(1, comp.attempts + 1))
+        for mode, rates in comp.by_attempt.items():
+            color, ls = styles.get(mode, (None, "-"))
+            ax.plot(budgets, rates, marker="o", color=color, ls=ls, label=mode.replace("_", " "))
+        ax.set_title(f"{label} ({comp.episodes} episodes per line)")
+        ax.set_xlabel("attempts allowed")
+        ax.set_xticks(budgets)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("solved (private tests)")
+    axes[0][0].legend(loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -127,6 +127,14 @@ class SyntheticTask:
     def __init__(self, **knobs):
         self.knobs = knobs
 
+    def rewards(self) -> tuple[tuple[Callable, ...], tuple[float, ...]]:
+        """(reward functions, weights) of the task's ``Task``."""
+        return _SYNTH_REWARDS, (1.0, 0.1)
+
+    def environment(self) -> Callable[[], Environment]:
+        """The factory of the task's episodes (one fresh environment per episode)."""
+        return SingleTurnEnv
+
     # problem -> (question text, gold answer string)
     def sample_problem(self, rng: random.Random) -> tuple:
         raise NotImplementedError
@@ -316,7 +324,8 @@ class BilingualSumTask(SumTask):
     for the same steps, so the share of each language in a completion is exactly countable
     (``workbench.probes.language_share``).
 
-    ====== ==================== =========================
+    ====== ==================== ==================
+
     ``en`` ``7 plus 3 is 10``   estimate: ``about <answer>17</answer>``
     ``fr`` ``7 et 3 font 10``   (estimates are said in English only)
     ====== ==================== =========================
@@ -355,7 +364,154 @@ class BilingualSumTask(SumTask):
         return "\n".join(lines + [f"<answer>{self.gold(problem)}</answer>"])
 
 
-TASKS: dict[str, type[SyntheticTask]] = {"sum": SumTask, "linear": LinearTask,
+class CodeTask(SyntheticTask):
+    """Program synthesis from examples: write ``f(x)`` from its values at 0 and 1.
+
+    ``f(x) = a*x + b`` with ``1 <= a <= max_slope`` and ``0 <= b <= max_intercept``. The model
+    sees the *public* tests ``assert f(0) == b`` and ``assert f(1) == a+b`` (what
+    ``workbench.envs.code.CodeFeedbackEnv`` runs after every turn); the reward comes from
+    *private* tests at x = 2, 3, 5, so a lookup table of the public values does not pay.
+
+    Worked solutions derive the slope first (``# 7-3=4``, then ``return 4*x+3``); direct ones
+    write a function at a glance: each coefficient near the truth, both exact only by luck.
+    Repairs (``repair_chats``) read the environment's feedback and fix the coefficient its
+    failing test names -- the base ability RL with execution feedback can build on.
+
+    The problem space is small (171 functions by default), so the held-out split is a fixed
+    set of ``HELD_OUT`` functions, never trained on, whatever ``n_test`` asks for.
+    """
+
+    name = "code"
+    description = "write f(x)=a*x+b from f(0) and f(1); private tests at x=2,3,5"
+    PUBLIC_X = (0, 1)
+    PRIVATE_X = (2, 3, 5)
+    HELD_OUT = 40
+
+    def __init__(self, max_slope: int = 9, max_intercept: int = 18):
+        if max_slope < 2 or max_intercept < 2:
+            raise ValueError(f"max_slope={max_slope} and max_intercept={max_intercept} must be "
+                             ">= 2")
+        super().__init__(max_slope=max_slope, max_intercept=max_intercept)
+        self.max_slope, self.max_intercept = max_slope, max_intercept
+
+    def sample_problem(self, rng):
+        return (rng.randint(1, self.max_slope), rng.randint(0, self.max_intercept))
+
+    @staticmethod
+    def tests(p: tuple, xs: tuple[int, ...]) -> str:
+        a, b = p
+        return "\n".join(f"assert f({x}) == {a * x + b}" for x in xs)
+
+    def question(self, p):
+        return "Write f(x) so that:\n" + self.tests(p, self.PUBLIC_X)
+
+    @staticmethod
+    def program(a: int, b: int) -> str:
+        return f"def f(x):\n    return {a}*x+{b}"
+
+    def gold(self, p):
+        return self.program(*p)
+
+    def worked_steps(self, p):
+        a, b = p
+        return [f"# {a + b}-{b}={a}"]
+
+    def estimate(self, p, rng):
+        a, b = p
+        if rng.random() >= 0.35:
+            a = max(1, a + rng.choice((-2, -1, 1, 2)))
+        if rng.random() >= 0.35:
+            b = max(0, b + rng.choice((-3, -2, -1, 1, 2, 3)))
+        return (a, b)
+
+    def solution(self, p, style="worked", rng=None):
+        if style == "direct":
+            return self.program(*self.estimate(p, rng or random.Random(0)))
+        if style != "worked":
+            raise ValueError(f"style must be 'worked' or 'direct', got {style!r}")
+        return "\n".join(self.worked_steps(p) + [self.gold(p)])
+
+    def rewards(self):
+        from .envs.code import CODE_REWARDS
+
+        return CODE_REWARDS, (1.0, 1.0)
+
+    def environment(self):
+        from .envs.code import CodeFeedbackEnv
+
+        return CodeFeedbackEnv
+
+    def row(self, p):
+        out = super().row(p)
+        out.update(public_tests=self.tests(p, self.PUBLIC_X),
+                   private_tests=self.tests(p, self.PRIVATE_X), entry_point="f")
+        return out
+
+    def split(self, n_train, n_test):
+        held_out_list = self._draw(TASK_SEED, self.HELD_OUT, skip=set(), distinct=True)
+        held_out = set(held_out_list)
+        train = self._draw(TASK_SEED + 1, n_train, skip=held_out, distinct=False)
+        return train, held_out_list[:n_test], held_out
+
+    def repair(self, p, attempt: tuple, failing_x: int, rng, *, fix: bool) -> tuple[tuple, str]:
+        """The next attempt after ``attempt`` failed the public test at ``failing_x``:
+        (coefficients, text). ``fix``: read the failing test and correct the coefficient it
+        names (x=0 -> the intercept; x=1 -> the slope, from f(1) and the intercept); else
+        guess again at a glance."""
+        a, b = p
+        if not fix:
+            guess = self.estimate(p, rng)
+            return guess, self.program(*guess)
+        want = a * failing_x + b
+        if failing_x == 0:
+            new = (attempt[0], want)
+            note = f"# f(0) should be {want}"
+        else:
+            new = (want - attempt[1], attempt[1])
+            note = f"# f(1) should be {want}: {want}-{attempt[1]}={want - attempt[1]}"
+        return new, note + "\n" + self.program(*new)
+
+    def repair_chats(self, problems: list[tuple], rng: random.Random, *,
+                     fix_fraction: float) -> list[tuple[list[dict], str]]:
+        """(chat so far, next attempt) pairs of episodes that failed first: the chat holds the
+        problem, a wrong direct attempt and ``CodeFeedbackEnv``'s real feedback (sandboxed runs,
+        in parallel), so the corpus shows feedback exactly as an episode will. About half the
+        chains whose second attempt fails go on to a third turn."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from .envs.code import CodeFeedbackEnv
+
+        plans = []
+        for p in problems:
+            first = self.estimate(p, rng)
+            while first == p:
+                first = self.estimate(p, rng)
+            fix = rng.random() < fix_fraction
+            second, text2 = self.repair(p, first, 0 if first[1] != p[1] else 1, rng, fix=fix)
+            third = None
+            if second != p and rng.random() < 0.5:
+                fix3 = rng.random() < fix_fraction
+                third = self.repair(p, second, 0 if second[1] != p[1] else 1, rng, fix=fix3)
+            plans.append((p, first, text2, second, third))
+
+        def run(plan):
+            p, first, text2, second, third = plan
+            attempts = [self.program(*first), text2] + ([third[1]] if third else [])
+            env = CodeFeedbackEnv(max_turns=len(attempts))
+            chat = list(env.reset(self.row(p)))
+            for text in attempts[:-1]:                 # the last attempt is the completion
+                step = env.step(text)
+                if step.done:
+                    raise RuntimeError(f"corpus: a wrong attempt passed its tests: {text!r}")
+                chat += [{"role": "assistant", "content": text},
+                         {"role": env.feedback_role, "content": step.feedback}]
+            return chat, attempts[-1]
+
+        with ThreadPoolExecutor(max_workers=8) as pool:     # each step is one sandboxed run
+            return list(pool.map(run, plans))
+
+
+TASKS: dict[str, type[SyntheticTask]] = {"sum": SumTask, "linear": LinearTask, "code": CodeTask,
                                          "reach": ReachTask, "sum_bilingual": BilingualSumTask}
 _SYNTH_REWARDS = (answer_reward, _named(tag_format_reward, "format_reward"))
 
@@ -387,11 +543,12 @@ def get_task(name: str = "sum", *, n_train: int = 4000, n_test: int = 200, path:
         name=name,
         train=Dataset.from_list([writer.row(p) for p in train]),
         test=Dataset.from_list([writer.row(p) for p in test]),
-        reward_funcs=_SYNTH_REWARDS,
-        reward_weights=(1.0, 0.1),
+        reward_funcs=writer.rewards()[0],
+        reward_weights=writer.rewards()[1],
         knobs=dict(writer.knobs),
         description=writer.description,
         writer=writer,
+        env=writer.environment(),
     )
 
 
