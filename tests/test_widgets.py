@@ -354,3 +354,14 @@ def test_dashboard_takes_held_out_points_from_the_trainer():
     dash.on_eval({"label": "step-1", "step": 1, "accuracy": 0.9, "n": 100})   # stale: ignored
     s = dashboard_series(dash.history)
     assert math.isnan(s["heldout_accuracy"][0]) and s["heldout_accuracy"][1] == 0.61
+
+
+def test_control_characters_never_reach_a_view():
+    evil = "4\x1b[2J\x1b[31m<b>\r\u202e5\x00"
+    row = {"step": 1, "group": 0, "index": 0, "prompt": "p\x1b[0m", "completion": evil,
+           "answer": "4", "components": {"answer": 0.0}, "reward": 0.0, "advantage": 0.0,
+           "length": 3, "finished": True}
+    page = traces_html(trace_rows([row])) + group_html(group_rows([row], 1, 0))
+    for ch in ("\x1b", "\r", "\u202e", "\x00"):
+        assert ch not in page
+    assert "\\x1b[2J" in page and "&lt;b&gt;" in page and "\\u202e" in page

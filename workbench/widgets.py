@@ -288,7 +288,11 @@ def inline_styles(html_text: str) -> str:
 
 
 def _e(value: Any) -> str:
-    return html.escape("" if value is None else str(value))
+    """Text as HTML: control characters shown as escapes (a terminal escape or a bidi override in
+    model or program output cannot restyle or reorder the view), then HTML-escaped."""
+    from verifiers.code import printable
+
+    return html.escape(printable("" if value is None else str(value)))
 
 
 def _fmt(x: Any, digits: int = 2) -> str:
