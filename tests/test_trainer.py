@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -75,18 +74,22 @@ def test_sigkill_then_resume_loses_and_duplicates_nothing(tiny_path, tmp_path):
     ref = tmp_path / "ref"
     subprocess.run(_train_cmd(ref), check=True, env=env, cwd=ROOT, capture_output=True)
     victim = tmp_path / "victim"
-    proc = subprocess.Popen(_train_cmd(victim), env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    log = open(tmp_path / "victim.log", "w")
+    proc = subprocess.Popen(_train_cmd(victim), env=env, cwd=ROOT, stdout=log,
+                            stderr=subprocess.STDOUT)
     deadline = time.time() + 300
     metrics = victim / "metrics.jsonl"
     while time.time() < deadline:                         # kill between checkpoints 4 and 8
         if metrics.exists() and metrics.read_text().count("\n") >= 6:
             break
         time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
+        if proc.poll() is not None:
+            break
+    proc.kill()                                            # SIGKILL (no-op once it exited)
     proc.wait()
-    killed_at = metrics.read_text().count("\n")
-    assert 6 <= killed_at < 12
+    log.close()
+    killed_at = metrics.read_text().count("\n") if metrics.exists() else 0
+    assert 6 <= killed_at < 12, (tmp_path / "victim.log").read_text()[-3000:]
     # two resumes at once: one continues the run, the other is refused by the lock
     both = [subprocess.Popen([sys.executable, "-m", "workbench", "train", "--resume", str(victim)],
                              env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
