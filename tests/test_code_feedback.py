@@ -203,7 +203,7 @@ def test_tiny_code_model_has_first_attempts_and_repairs(code_policy, code_task):
                          modes=("feedback", "independent"))
     fb = c.by_attempt["feedback"]
     assert c.episodes == 40 and len(fb) == 3
-    assert 0.05 < fb[0] < 0.95, fb                      # first attempts: some right, not all
+    assert 0 < fb[0] < 0.95, fb                         # first attempts: some right, not all
     assert fb[2] > fb[0], fb                           # feedback repairs some failures
     assert all(x <= y for x, y in zip(fb, fb[1:]))
     assert 1.0 <= c.turns_mean["feedback"] <= 3.0

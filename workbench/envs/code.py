@@ -298,8 +298,8 @@ def mbpp_rows(path: str | Path, *, n_public: int = 1, limit: int | None = None) 
     from ..tasks import _read_jsonl
 
     rows = []
-    for i, r in enumerate(_read_jsonl(path)[:limit]):
-        where = f"{path}:{i + 1}"
+    for lineno, r in _read_jsonl(path)[:limit]:
+        where = f"{path}:{lineno}"
         text, tests = r.get("text") or r.get("prompt"), r.get("test_list")
         if not text or not isinstance(tests, list) or not all(isinstance(t, str) for t in tests):
             raise ValueError(f"{where}: an MBPP row needs 'text' and 'test_list' (a list of assert "
@@ -317,7 +317,7 @@ def mbpp_rows(path: str | Path, *, n_public: int = 1, limit: int | None = None) 
             "question": question, "answer": r.get("code", ""),
             "public_tests": "\n".join(([setup] if setup else []) + public),
             "private_tests": "\n".join(([setup] if setup else []) + private),
-            "task_id": str(r.get("task_id", i)),
+            "task_id": str(r.get("task_id", lineno)),
         })
     return rows
 
