@@ -34,7 +34,7 @@ RESULTS = Path(__file__).parent / "results"
 def run(processes: int, out: Path, steps: int, seed: int) -> dict:
     args = ["-m", "workbench", "trl-train", "--out", str(out), "--steps", str(steps),
             "--group-size", "8", "--prompts-per-step", "8", "--max-new-tokens", "32",
-            "--eval-examples", "0", "--threads", "1", "--seed", str(seed)]
+            "--eval-examples", "1", "--threads", "1", "--seed", str(seed)]
     launcher = ([sys.executable, "-m", "torch.distributed.run", "--standalone",
                  "--nproc_per_node", str(processes)] if processes > 1 else [sys.executable])
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",

@@ -307,7 +307,7 @@ def test_two_processes_train_in_sync(tiny_path, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "workbench", "trl-train", "--out", str(out), "--steps", "2",
            "--group-size", "4", "--prompts-per-step", "4", "--max-new-tokens", "16",
-           "--eval-examples", "0", "--threads", "1", "--lr", "3e-4"]
+           "--eval-examples", "1", "--threads", "1", "--lr", "3e-4"]
     done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "in sync" in done.stdout
