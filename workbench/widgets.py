@@ -439,40 +439,38 @@ class VerifierPlayground(_Snapshot, widgets.VBox):
         return self.output.value
 
 
-class GroupInspector(_Snapshot, widgets.VBox):
-    """One prompt's group of completions side by side; pick the step and the group.
+class _StepBrowser(_Snapshot, widgets.VBox):
+    """Base of the views that show one item of one step of a run: a step dropdown, a second
+    picker (``picker``: which item of that step), and an HTML body (``render``). Subclasses
+    say what a step holds (``items_at``) and how an item is shown (``render``)."""
 
-    traces: a ``Run``, a run folder or trace rows (``batch_traces``). ``.show(step, group)``
-    switches; ``.rows`` holds the current ``group_rows``.
-    """
-
-    def __init__(self, traces, step: int | None = None, group: int = 0):
+    def __init__(self, traces, picker, step: int | None, item: int):
         super().__init__()
         self.traces = _traces_of(traces)
-        steps = sorted({t["step"] for t in self.traces}) or [0]
-        self.step_picker = widgets.Dropdown(options=steps, value=steps[-1],
-                                            description="step",
+        steps = sorted({t.get("step", 0) for t in self.traces}) or [0]
+        self.step_picker = widgets.Dropdown(options=steps, value=steps[-1], description="step",
                                             layout=widgets.Layout(width="170px"))
-        self.group_picker = widgets.Dropdown(options=[0], value=0, description="group",
-                                             layout=widgets.Layout(width="170px"))
+        self.picker = picker
         self.body = widgets.HTML()
         self.rows: list[dict] = []
-        self._busy = False
+        self._busy = False          # set while show() moves both pickers: one refresh, not three
         self.step_picker.observe(self._on_step, names="value")
-        self.group_picker.observe(self.refresh, names="value")
-        self.children = [widgets.HBox([self.step_picker, self.group_picker]), self.body]
-        self.show(steps[-1] if step is None else step, group)
+        self.picker.observe(self.refresh, names="value")
+        self.children = [widgets.HBox([self.step_picker, self.picker]), self.body]
+        self.show(steps[-1] if step is None else step, item)
 
-    def groups_at(self, step: int) -> list[int]:
-        return sorted({t["group"] for t in self.traces if t["step"] == step}) or [0]
+    def _set_picker(self, step: int, item: int) -> None:
+        raise NotImplementedError
 
-    def show(self, step: int, group: int = 0) -> "GroupInspector":
-        """Show ``group`` of ``step``."""
+    def _rows(self, step: int, item: int) -> tuple[list[dict], str]:
+        raise NotImplementedError
+
+    def show(self, step: int, item: int = 0):
+        """Show item ``item`` (a group, an episode) of ``step``."""
         self._busy = True
         try:
             self.step_picker.value = step
-            self.group_picker.options = self.groups_at(step)
-            self.group_picker.value = group
+            self._set_picker(step, item)
         finally:
             self._busy = False
         self.refresh()
@@ -481,18 +479,43 @@ class GroupInspector(_Snapshot, widgets.VBox):
     def refresh(self, _=None) -> None:
         if self._busy:
             return
-        self.rows = group_rows(self.traces, self.step_picker.value, self.group_picker.value)
-        self.body.value = group_html(self.rows)
+        self.rows, self.body.value = self._rows(self.step_picker.value, self.picker.value)
 
     def _on_step(self, _=None) -> None:
-        if self._busy:
-            return
-        groups = self.groups_at(self.step_picker.value)
-        keep = self.group_picker.value if self.group_picker.value in groups else groups[0]
-        self.show(self.step_picker.value, keep)
+        if not self._busy:
+            self.show(self.step_picker.value, self.picker.value)
 
     def snapshot_html(self) -> str:
         return self.body.value
+
+
+class GroupInspector(_StepBrowser):
+    """One prompt's group of completions side by side; pick the step and the group.
+
+    traces: a ``Run``, a run folder or trace rows (``batch_traces``). ``.show(step, group)``
+    switches; ``.rows`` holds the current ``group_rows``.
+    """
+
+    def __init__(self, traces, step: int | None = None, group: int = 0):
+        picker = widgets.Dropdown(options=[0], value=0, description="group",
+                                  layout=widgets.Layout(width="170px"))
+        super().__init__(traces, picker, step, group)
+
+    @property
+    def group_picker(self):
+        return self.picker
+
+    def groups_at(self, step: int) -> list[int]:
+        return sorted({t["group"] for t in self.traces if t["step"] == step}) or [0]
+
+    def _set_picker(self, step: int, group: int) -> None:
+        groups = self.groups_at(step)
+        self.picker.options = groups
+        self.picker.value = group if group in groups else groups[0]
+
+    def _rows(self, step: int, group: int) -> tuple[list[dict], str]:
+        rows = group_rows(self.traces, step, group)
+        return rows, group_html(rows)
 
 
 class TraceBrowser(_Snapshot, widgets.VBox):

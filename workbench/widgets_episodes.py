@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import ipywidgets as widgets
 
-from .widgets import _CSS, _e, _fmt, _prompt_text, _Snapshot, _traces_of
+from .widgets import _CSS, _e, _fmt, _prompt_text, _StepBrowser
 
 __all__ = ["episode_traces", "episode_rows", "episode_html", "EpisodeViewer"]
 
@@ -131,7 +131,7 @@ def episode_html(rows: list[dict]) -> str:
 # View
 # =============================================================================================
 
-class EpisodeViewer(_Snapshot, widgets.VBox):
+class EpisodeViewer(_StepBrowser):
     """Episodes of a run (or ``episode_traces``) one at a time; pick the step and the episode.
 
     traces: a ``Run``, a run folder or trace records. ``.show(step, episode)`` switches (episode
@@ -139,45 +139,22 @@ class EpisodeViewer(_Snapshot, widgets.VBox):
     """
 
     def __init__(self, traces, step: int | None = None, episode: int = 0):
-        super().__init__()
-        self.traces = _traces_of(traces)
-        steps = sorted({t.get("step", 0) for t in self.traces}) or [0]
-        self.step_picker = widgets.Dropdown(options=steps, value=steps[-1], description="step",
-                                            layout=widgets.Layout(width="170px"))
-        self.episode_picker = widgets.BoundedIntText(value=0, min=0, max=0,
-                                                     description="episode",
-                                                     layout=widgets.Layout(width="170px"))
-        self.body = widgets.HTML()
-        self.rows: list[dict] = []
-        self._busy = False
-        self.step_picker.observe(self.refresh, names="value")
-        self.episode_picker.observe(self.refresh, names="value")
-        self.children = [widgets.HBox([self.step_picker, self.episode_picker]), self.body]
-        self.show(steps[-1] if step is None else step, episode)
+        picker = widgets.BoundedIntText(value=0, min=0, max=0, description="episode",
+                                        layout=widgets.Layout(width="170px"))
+        super().__init__(traces, picker, step, episode)
+
+    @property
+    def episode_picker(self):
+        return self.picker
 
     def episodes_at(self, step: int) -> list[dict]:
         return [t for t in self.traces if t.get("step", 0) == step]
 
-    def show(self, step: int, episode: int = 0) -> "EpisodeViewer":
-        """Show episode ``episode`` of ``step``."""
-        self._busy = True
-        try:
-            self.step_picker.value = step
-            self.episode_picker.max = max(0, len(self.episodes_at(step)) - 1)
-            self.episode_picker.value = min(episode, self.episode_picker.max)
-        finally:
-            self._busy = False
-        self.refresh()
-        return self
+    def _set_picker(self, step: int, episode: int) -> None:
+        self.picker.max = max(0, len(self.episodes_at(step)) - 1)
+        self.picker.value = min(episode, self.picker.max)
 
-    def refresh(self, _=None) -> None:
-        if self._busy:
-            return
-        at = self.episodes_at(self.step_picker.value)
-        self.episode_picker.max = max(0, len(at) - 1)
-        i = min(self.episode_picker.value, self.episode_picker.max)
-        self.rows = episode_rows(at[i]) if at else []
-        self.body.value = episode_html(self.rows)
-
-    def snapshot_html(self) -> str:
-        return self.body.value
+    def _rows(self, step: int, episode: int) -> tuple[list[dict], str]:
+        at = self.episodes_at(step)
+        rows = episode_rows(at[min(episode, len(at) - 1)]) if at else []
+        return rows, episode_html(rows)
