@@ -401,6 +401,8 @@ def test_trl_trains_episodes_with_environment_tokens_masked(tmp_path, monkeypatc
     traces = run.traces()
     assert len(traces) == 2 * 4 and [m["step"] for m in run.metrics()] == [1, 2]
     assert all(m["turns_mean"] >= 1 for m in run.metrics())
+    assert [e["label"] for e in run.evals()] == ["before", "after"]
+    assert all(x.get("turns") for e in run.evals() for x in e["examples"])   # episodes too
     task = get_task("code")
     rows = {r["question"]: r for r in task.train}
     for tr in traces:

@@ -589,7 +589,8 @@ def train_with_trl(settings: TrainSettings, out: str | Path, *, overwrite: bool 
             return None
         return evaluate_policy(_policy_of(trainer), task, n=settings.eval_examples,
                                max_new_tokens=g.max_new_tokens, label=label,
-                               step=trainer.state.global_step // g.num_iterations, run=run)
+                               step=trainer.state.global_step // g.num_iterations, run=run,
+                               max_turns=g.max_turns, max_episode_tokens=g.max_episode_tokens)
 
     before_digest = parameter_digest(trainer.model)
     t0 = time.time()
