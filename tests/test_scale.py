@@ -403,6 +403,10 @@ def test_trl_trains_episodes_with_environment_tokens_masked(tmp_path, monkeypatc
     assert all(m["turns_mean"] >= 1 for m in run.metrics())
     assert [e["label"] for e in run.evals()] == ["before", "after"]
     assert all(x.get("turns") for e in run.evals() for x in e["examples"])   # episodes too
+    from workbench.widgets_episodes import EpisodeViewer, episode_rows
+    talked = [t for t in traces if t["env_tokens"]]
+    assert talked and {"model", "env", "end"} <= {r["who"] for r in episode_rows(talked[0])}
+    assert EpisodeViewer(run).rows[-1]["who"] == "end"
     task = get_task("code")
     rows = {r["question"]: r for r in task.train}
     for tr in traces:

@@ -26,7 +26,9 @@ Three pieces, each usable alone:
   the sampled log-probs and ``env_mask`` -- our ``action_mask`` -- so TRL's loss, KL and entropy
   skip the environment's tokens. Reward functions then get what our engine gives them: the
   model's text of the episode as ``completions`` and the ``turns`` / ``final_info`` columns.
-  A single-turn task keeps TRL's own generation.
+  A single-turn task keeps TRL's own generation. (TRL's other hook, ``environment_factory``,
+  exposes an environment's methods as tools through the chat template's tool calling; ours
+  are text environments -- ``reset`` / ``step`` -- so ``rollout_func`` is the hook that fits.)
 
 ``train_with_trl(settings, out)`` is the whole job behind ``python -m workbench trl-train``:
 held-out accuracy before and after (greedy, the main process), TRL's training in between, and
