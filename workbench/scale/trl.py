@@ -300,7 +300,7 @@ def episode_rollout(task, settings: TrainSettings) -> Callable[[list, Any], dict
 
 
 def _prompt_key(prompt) -> str:
-    return json.dumps(prompt, sort_keys=True)
+    return json.dumps(prompt, sort_keys=True, default=str)
 
 
 # =============================================================================================
