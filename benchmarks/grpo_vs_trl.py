@@ -98,7 +98,7 @@ class OursRecorder:
 
 def build_trl(args, ours: OursRecorder | None):
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from workbench.settings import GRPOSettings, TrainSettings
@@ -128,22 +128,11 @@ def build_trl(args, ours: OursRecorder | None):
         logging_steps=1, disable_tqdm=True, dataloader_num_workers=0,
     )
     rec = TRLRecorder(ours, args.threads)
-
-    class Callback(TrainerCallback):
-        def on_step_begin(self, a, state, control, **kw):
-            rec.begin()
-
-        def on_step_end(self, a, state, control, **kw):
-            rec.end(state.global_step)
-
-        def on_log(self, a, state, control, logs=None, **kw):
-            rec.log(logs or {})
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         trainer = GRPOTrainer(model=model, reward_funcs=list(task.reward_funcs), args=config,
                               train_dataset=task.train, processing_class=tok,
-                              callbacks=[Callback()])
+                              callbacks=[rec.callback()])
     rec.instrument(trainer)
     trainer.remove_callback(PrinterCallback)        # it prints every log dict with tqdm off
     torch.set_num_threads(args.threads)
@@ -170,6 +159,24 @@ class TRLRecorder:
             return wrapper
         trainer._generate_single_turn = timed(trainer._generate_single_turn, "_gen")
         trainer._calculate_rewards = timed(trainer._calculate_rewards, "_rew")
+
+    def callback(self):
+        """A ``TrainerCallback`` that stamps TRL's steps and logs into this recorder."""
+        from transformers import TrainerCallback
+
+        rec = self
+
+        class Callback(TrainerCallback):
+            def on_step_begin(self, a, state, control, **kw):
+                rec.begin()
+
+            def on_step_end(self, a, state, control, **kw):
+                rec.end(state.global_step)
+
+            def on_log(self, a, state, control, logs=None, **kw):
+                rec.log(logs or {})
+
+        return Callback()
 
     def begin(self) -> None:
         import torch

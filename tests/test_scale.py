@@ -330,3 +330,105 @@ def test_trl_train_command_says_what_is_wrong(tmp_path, capsys, monkeypatch):
                  "--prompts-per-step", "3"]) == 2
     assert "multiple of 2" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+# --- TRL with our environments: episodes through rollout_func -------------------------------
+
+def test_trl_trains_episodes_with_environment_tokens_masked(tmp_path, monkeypatch):
+    """`--task code` under TRL: our sampler runs each episode (turns with CodeFeedbackEnv), TRL
+    trains on the model's tokens only (its loss mask is our action_mask), the rewards score the
+    model's text of the episode, and the traces carry the turns."""
+    import torch
+    from trl import GRPOTrainer
+
+    from workbench.models import load_policy
+    from workbench.runs import Run
+    from workbench.scale import trl as wb_trl
+    from workbench.settings import TaskSettings
+
+    tokenizer = load_policy(task="code", verbose=False).tokenizer     # builds it if missing
+    seen = []                         # (what rollout_func returned, what TRL trains on)
+    real_rollout, real_score = wb_trl.episode_rollout, GRPOTrainer._generate_and_score_completions
+
+    def recording_rollout(task, settings):
+        fn = real_rollout(task, settings)
+
+        def rollout(prompts, trainer):
+            out = fn(prompts, trainer)
+            seen.append({"rollout": out})
+            return out
+        return rollout
+
+    def recording_score(self, inputs):
+        out = real_score(self, inputs)
+        seen[-1]["trl"] = out
+        return out
+
+    monkeypatch.setattr(wb_trl, "episode_rollout", recording_rollout)
+    monkeypatch.setattr(GRPOTrainer, "_generate_and_score_completions", recording_score)
+    g = GRPOSettings(group_size=2, prompts_per_step=2, generation_batch_size=4,
+                     micro_batch_size=4, max_new_tokens=48, max_episode_tokens=200,
+                     learning_rate=3e-4)
+    s = TrainSettings(task=TaskSettings(name="code"), grpo=g, steps=2, eval_examples=2,
+                      checkpoint_every=100, device="cpu", threads=1)
+    out = tmp_path / "trl-code"
+    summary = wb_trl.train_with_trl(s, out, verbose=False)
+    assert summary["task"] == "code" and summary["steps"] == 2 and len(seen) == 2
+
+    env_tokens = 0
+    for step in seen:
+        r, t = step["rollout"], step["trl"]
+        assert len(r["completion_ids"]) == 4 and t["completion_ids"].shape[0] == 4
+        trained = t["completion_mask"] * t["tool_mask"]         # TRL's loss mask (B, T)
+        for i, (ids, mask) in enumerate(zip(r["completion_ids"], r["env_mask"])):
+            n = len(ids)
+            assert trained[i, :n].tolist() == mask and not trained[i, n:].any()
+            assert t["completion_ids"][i, :n].tolist() == ids
+            ids_t, mask_t = torch.tensor(ids), torch.tensor(mask, dtype=torch.bool)
+            # the masked-out tokens are the environment's replies, the rest the model's turns
+            replies = [x["text"] for x in r["turns"][i] if x["role"] == "env"]
+            model = [x["text"] for x in r["turns"][i] if x["role"] == "model"]
+            assert sum(x["role"] == "model" for x in r["turns"][i]) == len(model) >= 1
+            env_text = tokenizer.decode(ids_t[~mask_t], skip_special_tokens=True)
+            assert all(reply.splitlines()[0] in env_text for reply in replies)
+            assert (not replies) == bool(mask_t.all())
+            assert r["wb_length"][i] == int(mask_t.sum())
+            env_tokens += int((~mask_t).sum())
+    assert env_tokens > 0                       # some episode went on after feedback
+
+    # the run folder: whole episodes in the traces, rewards as our engine scores them
+    run = Run.open(out)
+    traces = run.traces()
+    assert len(traces) == 2 * 4 and [m["step"] for m in run.metrics()] == [1, 2]
+    assert all(m["turns_mean"] >= 1 for m in run.metrics())
+    assert [e["label"] for e in run.evals()] == ["before", "after"]
+    assert all(x.get("turns") for e in run.evals() for x in e["examples"])   # episodes too
+    from workbench.widgets_episodes import EpisodeViewer, episode_rows
+    talked = [t for t in traces if t["env_tokens"]]
+    assert talked and {"model", "env", "end"} <= {r["who"] for r in episode_rows(talked[0])}
+    assert EpisodeViewer(run).rows[-1]["who"] == "end"
+    task = get_task("code")
+    rows = {r["question"]: r for r in task.train}
+    for tr in traces:
+        models = [x["text"] for x in tr["turns"] if x["role"] == "model"]
+        assert tr["completion"] == "\n".join(models) and tr["ended"]
+        row = rows[tr["prompt"]]
+        columns = {k: [v] for k, v in row.items() if k != "prompt"}
+        final = {"turns": len(models), "ended": tr["ended"],
+                 **{k: v for k, v in tr["turns"][-1]["info"].items()}}
+        b = score_completions(task.reward_funcs, [row["prompt"]],
+                              [[{"role": "assistant", "content": tr["completion"]}]],
+                              weights=task.reward_weights,
+                              columns={**columns, "turns": [tr["turns"]], "final_info": [final]})
+        assert tr["components"] == b.as_rows()[0] and tr["reward"] == pytest.approx(
+            float(b.total[0]))
+
+
+def test_trl_train_refuses_vllm_for_an_environment_task(tmp_path, capsys):
+    from workbench.__main__ import main
+
+    assert main(["trl-train", "--out", str(tmp_path / "v"), "--task", "code",
+                 "--vllm", "colocate"]) == 2
+    err = capsys.readouterr().err
+    assert "drop --vllm" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "v").exists()

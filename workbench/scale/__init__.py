@@ -11,7 +11,9 @@ module             what it hands over                                   launch
                    code), the task's reward functions as they are,      --config_file configs/
                    LoRA / 4-bit through TRL's own options, and          accelerate/… -m
                    ``RunFolderCallback``: TRL's completions and         workbench trl-train``
-                   metrics written as our run folder
+                   metrics written as our run folder; a task with an
+                   environment through ``episode_rollout`` (TRL's
+                   ``rollout_func``, environment tokens masked)
 ``scale.verl``     ``compute_score(data_source, solution_str,           ``python -m verl.trainer
                    ground_truth, extra_info)`` over our verifiers;      .main_ppo …``
                    ``export_parquet(task, folder)`` in veRL's row

@@ -20,6 +20,16 @@ Three pieces, each usable alone:
   metrics a ``metrics.jsonl`` row under our names, so ``TraceBrowser``, ``GroupInspector`` and
   ``TrainingDashboard`` read a TRL run like one of ours.
 
+- ``episode_rollout(task, settings)``: a task with an environment (``--task code``) goes to TRL as
+  its ``rollout_func``: each prompt TRL hands this process becomes one episode of our sampler
+  (``workbench.rollouts.sample_episodes``, turns with the environment), returned as token ids,
+  the sampled log-probs and ``env_mask`` -- our ``action_mask`` -- so TRL's loss, KL and entropy
+  skip the environment's tokens. Reward functions then get what our engine gives them: the
+  model's text of the episode as ``completions`` and the ``turns`` / ``final_info`` columns.
+  A single-turn task keeps TRL's own generation. (TRL's other hook, ``environment_factory``,
+  exposes an environment's methods as tools through the chat template's tool calling; ours
+  are text environments -- ``reset`` / ``step`` -- so ``rollout_func`` is the hook that fits.)
+
 ``train_with_trl(settings, out)`` is the whole job behind ``python -m workbench trl-train``:
 held-out accuracy before and after (greedy, the main process), TRL's training in between, and
 ``summary.json`` with a digest of every process's weights (equal digests: the processes stayed in
@@ -43,6 +53,10 @@ from typing import Any, Callable
 from ..settings import SettingsError, TrainSettings
 
 EXTRA_PROMPT, EXTRA_ANSWER, EXTRA_LENGTH = "wb_prompt", "wb_answer", "wb_length"  # log_extra
+# multi-turn: columns our rollout_func adds (reward functions never see them) and logs per row
+EXTRA_TEXT, EXTRA_ENV_TOKENS = "wb_completion", "wb_env_tokens"
+EXTRA_TURNS, EXTRA_ENDED = "wb_turns", "wb_ended"
+_PRIVATE = (EXTRA_TEXT, EXTRA_LENGTH, EXTRA_ENV_TOKENS)
 
 
 # =============================================================================================
@@ -132,12 +146,12 @@ def model_kwargs(settings: TrainSettings, *, device: str | None = None,
     path = m.model
     if path == "tiny":
         from ..tasks import TASKS
-        from ..tiny import TinySpec, ensure_tiny_model
+        from ..tiny import ensure_tiny_model, tiny_spec_for
 
         if settings.task.name not in TASKS:
             raise SettingsError(f"the tiny model knows only the synthetic tasks {sorted(TASKS)}; "
                                 f"for {settings.task.name!r} give --model a real model.")
-        path = str(ensure_tiny_model(TinySpec(tasks=(settings.task.name,)), verbose=verbose))
+        path = str(ensure_tiny_model(tiny_spec_for(settings.task.name), verbose=verbose))
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:
@@ -164,22 +178,129 @@ def model_kwargs(settings: TrainSettings, *, device: str | None = None,
 
 
 def with_row_logging(reward_funcs) -> list[Callable]:
-    """The reward functions, the first wrapped to pass each completion's prompt text, gold and
-    token count to TRL's ``log_extra`` (then called exactly as before: same name, same scores)."""
+    """The reward functions as TRL calls them: same names, same scores.
+
+    The first also passes each completion's prompt text, gold and token count to TRL's
+    ``log_extra`` (and, for episodes, the model's text, ``turns`` and how each ended), so the
+    trace rows carry them. For episodes from ``episode_rollout`` every function gets the model's
+    text of the episode as ``completions`` (TRL's own decoding would include the environment's
+    replies), as in our engine; the rollout's private columns are removed.
+    """
+    from ..tasks import completion_text
     from ..trainer import _prompt_text
 
-    first, *rest = list(reward_funcs)
+    def wrap(fn, log: bool):
+        @functools.wraps(fn)
+        def scored(prompts, completions, log_extra=None, **columns):
+            text, length, env_tokens = (columns.pop(k, None) for k in _PRIVATE)
+            completions = completions if text is None else text
+            if log and log_extra is not None:
+                log_extra(EXTRA_PROMPT, [_prompt_text(p) for p in prompts])
+                answers = columns.get("answer", [""] * len(prompts))
+                log_extra(EXTRA_ANSWER, [str(a) for a in answers])
+                if length is None and columns.get("completion_ids") is not None:
+                    length = [len(ids) for ids in columns["completion_ids"]]
+                if length is not None:
+                    log_extra(EXTRA_LENGTH, length)
+                if columns.get("turns") is not None:        # an episode: what the trace shows
+                    log_extra(EXTRA_TEXT, [completion_text(c) for c in completions])
+                    log_extra(EXTRA_TURNS, columns["turns"])
+                    log_extra(EXTRA_ENDED, [f.get("ended") for f in columns["final_info"]])
+                    log_extra(EXTRA_ENV_TOKENS, env_tokens)
+            return fn(prompts=prompts, completions=completions, **columns)
 
-    @functools.wraps(first)
-    def logged(prompts, completions, log_extra=None, **columns):
-        if log_extra is not None:
-            log_extra(EXTRA_PROMPT, [_prompt_text(p) for p in prompts])
-            log_extra(EXTRA_ANSWER, [str(a) for a in columns.get("answer", [""] * len(prompts))])
-            if columns.get("completion_ids") is not None:
-                log_extra(EXTRA_LENGTH, [len(ids) for ids in columns["completion_ids"]])
-        return first(prompts=prompts, completions=completions, **columns)
+        return scored
 
-    return [logged, *rest]
+    return [wrap(fn, i == 0) for i, fn in enumerate(reward_funcs)]
+
+
+# =============================================================================================
+# our environments -> TRL's rollout_func
+# =============================================================================================
+
+def has_environment(task) -> bool:
+    """Whether ``task`` runs episodes in an environment (else TRL's own generation serves)."""
+    from ..envs import SingleTurnEnv
+
+    return task.env is not SingleTurnEnv
+
+
+def episode_tokens(task, settings: TrainSettings) -> int:
+    """An episode's token budget after its prompt (model + environment), as our engine sets it:
+    TRL's ``max_completion_length`` for such a task (``dr_grpo`` divides by it)."""
+    from ..rollouts import episode_budget
+
+    g = settings.grpo
+    return episode_budget(g.max_new_tokens, g.max_turns or task.env().max_turns,
+                          g.max_episode_tokens)
+
+
+def episode_rollout(task, settings: TrainSettings) -> Callable[[list, Any], dict]:
+    """TRL's ``rollout_func(prompts, trainer) -> dict`` running ``task``'s environment.
+
+    TRL passes this process's prompts, each already repeated ``num_generations`` times
+    (siblings adjacent); each becomes ONE episode of ``sample_episodes`` (group_size=1) on the
+    policy as TRL unwraps it for generation (DDP / DeepSpeed ZeRO-3 gathered). Returns, per
+    episode, lists: ``prompt_ids``, ``completion_ids`` (model and environment tokens after the
+    prompt, as sampled -- nothing re-tokenised), ``logprobs`` (0 on environment tokens),
+    ``env_mask`` (our ``action_mask``: 1 = sampled by the model; TRL trains on those only), and
+    the columns reward functions receive: ``turns``, ``final_info`` and the private
+    ``wb_completion`` / ``wb_length`` / ``wb_env_tokens`` that ``with_row_logging`` consumes.
+
+    The environment's ``reset`` needs the whole dataset row, and TRL hands over only its
+    prompt: the row is found by its prompt in ``task.train`` (rows sharing a prompt must agree
+    on what the environment reads; the reward functions still get each row's own columns).
+    Per turn ``max_new_tokens``; ``max_turns`` / ``max_episode_tokens`` as in our engine.
+    """
+    from ..rewards import reward_inputs
+    from ..rollouts import sample_episodes
+
+    g = settings.grpo
+    rows_by_prompt: dict[str, dict] = {}
+
+    def row_of(prompt) -> dict:
+        if not rows_by_prompt:
+            for row in task.train:
+                rows_by_prompt.setdefault(_prompt_key(row["prompt"]), row)
+        row = rows_by_prompt.get(_prompt_key(prompt))
+        if row is None:
+            raise ValueError("rollout_func was given a prompt that is not in the task's training "
+                             "rows; the environment needs its row (pass the task's own dataset)")
+        return row
+
+    def rollout(prompts: list, trainer) -> dict:
+        from trl.models import unwrap_model_for_generation
+
+        rows = [row_of(p) for p in prompts]
+        args = trainer.args
+        with unwrap_model_for_generation(trainer.model_wrapped, trainer.accelerator,
+                                         gather_deepspeed3_params=args.ds3_gather_for_generation
+                                         ) as model:
+            comps = sample_episodes(model, trainer.processing_class, rows, env=task.env,
+                                    group_size=1, max_new_tokens=g.max_new_tokens,
+                                    max_turns=g.max_turns,
+                                    max_episode_tokens=g.max_episode_tokens,
+                                    temperature=args.temperature, top_p=args.top_p,
+                                    batch_size=g.generation_batch_size)
+        _, completions, columns = reward_inputs(rows, comps)
+        n = comps.lengths.tolist()                                  # (N,) model + environment
+        model_tokens = comps.model_lengths.tolist()                 # (N,) model only
+        return {
+            "prompt_ids": [ids[m.bool()].tolist()
+                           for ids, m in zip(comps.prompt_ids, comps.prompt_mask)],
+            "completion_ids": [ids[:k].tolist() for ids, k in zip(comps.completion_ids, n)],
+            "logprobs": [lp[:k].tolist() for lp, k in zip(comps.sample_logps, n)],
+            "env_mask": [m[:k].tolist() for m, k in zip(comps.action_mask, n)],
+            "turns": columns["turns"], "final_info": columns["final_info"],
+            EXTRA_TEXT: completions, EXTRA_LENGTH: model_tokens,
+            EXTRA_ENV_TOKENS: [k - a for k, a in zip(n, model_tokens)],
+        }
+
+    return rollout
+
+
+def _prompt_key(prompt) -> str:
+    return json.dumps(prompt, sort_keys=True, default=str)
 
 
 # =============================================================================================
@@ -211,6 +332,11 @@ def metrics_row(logs: dict, traces: list[dict], *, step: int, step_seconds: floa
     row["accuracy"] = sum(a >= 1.0 for a in answers) / len(answers) if answers else None
     row["advantage_abs_mean"] = (sum(abs(t["advantage"]) for t in traces) / len(traces)
                                  if traces else None)
+    episodes = [t for t in traces if t.get("turns") is not None]
+    if episodes:                                    # as workbench.trainer.episode_metrics
+        taken = [sum(x["role"] == "model" for x in t["turns"]) for t in episodes]
+        row["turns_mean"], row["turns_max"] = sum(taken) / len(taken), max(taken)
+        row["env_tokens"] = sum(t["env_tokens"] or 0 for t in episodes) / len(episodes)
     row["step_seconds"] = round(step_seconds, 4)
     tokens = (row["completion_length"] or 0.0) * len(traces)
     row["tokens_per_second"] = tokens / max(step_seconds, 1e-9)
@@ -224,8 +350,9 @@ def trace_rows_from_trl(logs: dict, *, step: int, group_size: int, reward_names:
     logs: ``{"completion": [...], "rewards": {fn_name: [...]}, "advantages": [...],
     "extra": {"wb_prompt": [...], "wb_answer": [...]}}``, N completions gathered over all
     processes with siblings adjacent (TRL groups them that way to compute advantages).
-    ``length``: completion tokens (``wb_length``; else the text re-tokenised by ``tokenizer``);
-    ``finished`` is not logged by TRL (None).
+    ``length``: the model's tokens (``wb_length``; else the text re-tokenised by ``tokenizer``);
+    ``finished`` is not logged by TRL (None). Episodes (``wb_turns`` logged) show the model's
+    text as ``completion`` and carry ``turns``, ``ended`` and ``env_tokens`` as in our engine.
     """
     import math
 
@@ -234,6 +361,10 @@ def trace_rows_from_trl(logs: dict, *, step: int, group_size: int, reward_names:
     prompts = list(extra.get(EXTRA_PROMPT, [""] * len(completions)))
     answers = list(extra.get(EXTRA_ANSWER, [""] * len(completions)))
     lengths = list(extra.get(EXTRA_LENGTH, [None] * len(completions)))
+    texts = list(extra.get(EXTRA_TEXT, [None] * len(completions)))
+    turns = list(extra.get(EXTRA_TURNS, [None] * len(completions)))
+    ended = list(extra.get(EXTRA_ENDED, [None] * len(completions)))
+    env_tokens = list(extra.get(EXTRA_ENV_TOKENS, [None] * len(completions)))
     columns = [list(logs["rewards"][name]) for name in reward_names]
     advantages = list(logs["advantages"])
     out = []
@@ -243,12 +374,15 @@ def trace_rows_from_trl(logs: dict, *, step: int, group_size: int, reward_names:
         total = sum(w * (v or 0.0) for w, v in zip(weights, comps.values()))
         out.append({
             "step": step, "group": i // group_size, "index": i % group_size,
-            "prompt": prompts[i] or "", "completion": text, "answer": answers[i] or "",
+            "prompt": prompts[i] or "", "completion": text if texts[i] is None else texts[i],
+            "answer": answers[i] or "",
             "components": comps, "reward": total, "advantage": float(advantages[i]),
             "length": lengths[i] if lengths[i] is not None else (
                 len(tokenizer(text, add_special_tokens=False).input_ids) if tokenizer else None),
             "finished": None,
         })
+        if turns[i] is not None:                        # the whole episode, turn by turn
+            out[-1].update(turns=turns[i], ended=ended[i], env_tokens=env_tokens[i])
     return out
 
 
@@ -366,6 +500,8 @@ def build_trainer(settings: TrainSettings, out: str | Path | None = None, *, tas
 
     out: our run folder (created by the main process); None keeps the rows in
     ``callback.history`` only. task: a ``Task`` (default: ``get_task(settings.task...)``).
+    A task with an environment trains through ``episode_rollout`` (TRL's ``rollout_func``) and
+    its episode token budget is TRL's ``max_completion_length``.
     """
     import warnings
 
@@ -380,6 +516,14 @@ def build_trainer(settings: TrainSettings, out: str | Path | None = None, *, tas
     if settings.threads:
         torch.set_num_threads(settings.threads)
     task = task or get_task(settings.task.name, **settings.task.knobs)
+    extra: dict[str, Any] = {}
+    if has_environment(task):       # episodes: our sampler inside TRL, environment tokens masked
+        if config_overrides.get("use_vllm"):
+            raise SettingsError(f"task {task.name!r} runs episodes with an environment, which "
+                                "trl-train samples with our sampler, not vLLM: drop --vllm.")
+        extra["rollout_func"] = episode_rollout(task, settings)
+        config_overrides = {"max_completion_length": episode_tokens(task, settings),
+                            **config_overrides}
     rank = int(os.environ.get("RANK", "0"))
     run = None
     if out is not None and rank == 0:
@@ -393,7 +537,7 @@ def build_trainer(settings: TrainSettings, out: str | Path | None = None, *, tas
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")        # TRL's notes on settings we chose on purpose
         trainer = GRPOTrainer(args=config, reward_funcs=with_row_logging(task.reward_funcs),
-                              train_dataset=task.train, **model)
+                              train_dataset=task.train, **model, **extra)
     callback = __getattr__("RunFolderCallback")(run, group_size=settings.grpo.group_size,
                                  num_iterations=settings.grpo.num_iterations,
                                  progress=progress and verbose, on_metrics=on_metrics)
@@ -447,7 +591,8 @@ def train_with_trl(settings: TrainSettings, out: str | Path, *, overwrite: bool 
             return None
         return evaluate_policy(_policy_of(trainer), task, n=settings.eval_examples,
                                max_new_tokens=g.max_new_tokens, label=label,
-                               step=trainer.state.global_step // g.num_iterations, run=run)
+                               step=trainer.state.global_step // g.num_iterations, run=run,
+                               max_turns=g.max_turns, max_episode_tokens=g.max_episode_tokens)
 
     before_digest = parameter_digest(trainer.model)
     t0 = time.time()
@@ -488,15 +633,15 @@ def add_cli(sub) -> None:
     """Register ``trl-train`` on the ``python -m workbench`` sub-parsers, after ``train``: it
     takes ``train``'s options (one definition of each) except ``--resume``, plus ``--vllm``."""
     train = sub.choices["train"]
-    t = sub.add_parser("trl-train", help="the same task and rewards in trl.GRPOTrainer "
-                       "(also under `accelerate launch`), written as our run folder")
+    t = sub.add_parser("trl-train", help="the same task, rewards and environment in "
+                       "trl.GRPOTrainer (also under `accelerate launch`), written as our run folder")
     t.add_argument("--out", required=True, help="new run folder")
     for action in train._actions:              # what argparse's parents= does
         if action.dest not in ("help", "out", "resume"):
             t._add_action(action)
     t.add_argument("--vllm", choices=["colocate", "server"],
                    help="generate with vLLM (GPU): in the training processes, or a "
-                        "`trl vllm-serve` server")
+                        "`trl vllm-serve` server (single-turn tasks only)")
 
 
 def cli_main(args) -> int:
@@ -518,6 +663,7 @@ def cli_main(args) -> int:
     return 0 if sync else 1
 
 
-__all__ = ["grpo_config", "model_kwargs", "batch_shape", "with_row_logging", "RunFolderCallback",
+__all__ = ["grpo_config", "model_kwargs", "batch_shape", "with_row_logging", "has_environment",
+           "episode_tokens", "episode_rollout", "RunFolderCallback",
            "metrics_row", "trace_rows_from_trl", "build_trainer", "train_with_trl",
            "parameter_digest", "add_cli", "cli_main"]
