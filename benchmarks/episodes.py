@@ -1,7 +1,7 @@
 """Episode sampling vs single-turn sampling: model tokens per second, same model, same budget.
 
     python benchmarks/episodes.py                 # 7 interleaved rounds, 2 threads
-    python benchmarks/episodes.py --rounds 3      # a quick look
+    python benchmarks/episodes.py --rounds 7 --threads 1   # on a shared machine
     python benchmarks/episodes.py --engine-vs d69b549 --steps 30   # single-turn GRPO steps:
                                                   # this engine vs the one before episodes
 
@@ -12,12 +12,15 @@ completions get ``turns * per_turn`` new tokens (48), episodes ``turns`` turns o
 turn, so every episode that does not run out of tokens takes all its turns and the reply (a
 ChatML user message, 9 tokens) enters the context between them.
 
-Measured per round, A/B interleaved so both see the same load: the seconds of
-``sample_group`` (single-turn) and of ``sample_episodes`` (multi-turn) with the KV cache kept
-across turns, and with every later turn prefilled again (the fallback for caches that cannot be
-set aside). Rate = tokens the model sampled / seconds (environment tokens are not counted as
-generated; the multi-turn rate counts its environment seconds too, which are ~0 here). Reported:
-the median of the per-round ratios. Writes ``benchmarks/results/episodes.json``.
+Measured per round, interleaved so all see the same load: the seconds (wall and CPU) of
+``sample_group`` (single-turn) and of ``sample_episodes`` (multi-turn) three ways: as shipped
+(KV cache kept, rows rejoin the running batch as their replies come: continuous batching); turn
+by turn (``_rejoin_now`` off: every turn waits for its slowest row, the engine before continuous
+batching); and with every later turn prefilled again (the fallback for caches that cannot be set
+aside, which is turn by turn too). Rate = tokens the model sampled / seconds (environment tokens
+are not counted as generated; the multi-turn rate counts its environment seconds too, ~0 here).
+Reported: the median of the per-round ratios, and the model's forward passes (one-token decode
+steps and multi-token prefills). Writes ``benchmarks/results/episodes.json``.
 
 ``--engine-vs COMMIT`` checks the single-turn path instead: the ``workbench`` package of COMMIT
 (``git archive``) and this one each train the default settings from the same seed, one
@@ -136,24 +139,34 @@ def main(argv=None) -> dict:
     rows = [dict(r) for r in get_task("sum").train.select(range(args.prompts))]
     prompts = [r["prompt"] for r in rows]
     budget = args.turns * args.per_turn
-    plain_cache = ro._plain_cache
+    plain_cache, rejoin_now = ro._plain_cache, ro._rejoin_now
 
     def single(seed):
         return ro.sample_group(model, tok, prompts, group_size=args.group_size,
                                max_new_tokens=budget, generator=torch.Generator().manual_seed(seed))
 
-    def episodes(seed, keep_cache=True):
+    def episodes(seed, keep_cache=True, rejoin=True):
         ro._plain_cache = plain_cache if keep_cache else (lambda cache: False)
+        ro._rejoin_now = rejoin_now if rejoin else (lambda waiting, running: False)
         try:
             return ro.sample_episodes(model, tok, rows, env=Again, group_size=args.group_size,
                                       max_new_tokens=args.per_turn, max_turns=args.turns,
                                       max_episode_tokens=budget + 2 * 9 + 2,
                                       generator=torch.Generator().manual_seed(seed))
         finally:
-            ro._plain_cache = plain_cache
+            ro._plain_cache, ro._rejoin_now = plain_cache, rejoin_now
 
+    forwards = {"decode": 0, "prefill": 0}
+    model_forward = model.forward
+
+    def counted_forward(*a, **kw):               # the same forward, counted by kind
+        forwards["decode" if kw["input_ids"].shape[1] == 1 else "prefill"] += 1
+        return model_forward(*a, **kw)
+
+    model.forward = counted_forward
     load_before = os.getloadavg()
     runs = {"single": single, "episodes": episodes,
+            "episodes_turn_synchronous": lambda seed: episodes(seed, rejoin=False),
             "episodes_reprefill": lambda seed: episodes(seed, keep_cache=False)}
     for fn in runs.values():                                         # warm-up
         fn(999)
@@ -161,16 +174,22 @@ def main(argv=None) -> dict:
     for r in range(args.rounds):
         got = {}
         for name, fn in runs.items():
-            t0 = time.perf_counter()
+            forwards.update(decode=0, prefill=0)
+            t0, c0 = time.perf_counter(), time.process_time()
             out = fn(r)
-            seconds = time.perf_counter() - t0
-            got[name] = {"seconds": seconds, "model_tokens": int(out.action_mask.sum()),
-                         "env_tokens": int(out.completion_mask.sum() - out.action_mask.sum()),
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+            tokens = int(out.action_mask.sum())
+            got[name] = {"seconds": seconds, "cpu_seconds": cpu, "model_tokens": tokens,
+                         "env_tokens": int(out.completion_mask.sum()) - tokens,
                          "turns_mean": sum(f["turns"] for f in out.final_info) / len(out),
-                         "rate": int(out.action_mask.sum()) / seconds}
+                         "decode_forwards": forwards["decode"],
+                         "prefill_forwards": forwards["prefill"],
+                         "rate": tokens / seconds, "cpu_rate": tokens / cpu}
         per_round.append(got)
         print(f"round {r}: " + "  ".join(f"{k} {v['rate']:.0f} tok/s ({v['model_tokens']} tok, "
-                                          f"{v['seconds']:.2f}s)" for k, v in got.items()))
+                                          f"{v['seconds']:.2f}s, {v['decode_forwards']}+"
+                                          f"{v['prefill_forwards']} fw)"
+                                          for k, v in got.items()))
 
     def med(name, key):
         return statistics.median(x[name][key] for x in per_round)
@@ -183,18 +202,22 @@ def main(argv=None) -> dict:
         "model_tokens": {k: med(k, "model_tokens") for k in runs},
         "env_tokens": {k: med(k, "env_tokens") for k in runs},
         "turns_mean": {k: med(k, "turns_mean") for k in runs},
-        "ratio_episodes_vs_single": statistics.median(
-            x["episodes"]["rate"] / x["single"]["rate"] for x in per_round),
-        "ratio_reprefill_vs_single": statistics.median(
-            x["episodes_reprefill"]["rate"] / x["single"]["rate"] for x in per_round),
+        "decode_forwards": {k: med(k, "decode_forwards") for k in runs},
+        "prefill_forwards": {k: med(k, "prefill_forwards") for k in runs},
+        "ratio_vs_single": {k: statistics.median(x[k]["rate"] / x["single"]["rate"]
+                                                 for x in per_round) for k in runs},
+        "cpu_ratio_vs_single": {k: statistics.median(x[k]["cpu_rate"] / x["single"]["cpu_rate"]
+                                                     for x in per_round) for k in runs},
         "rounds": per_round,
     }
     result["machine"]["load_after"] = os.getloadavg()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "episodes.json").write_text(json.dumps(result, indent=2))
-    print(f"multi-turn / single-turn tokens/s: {result['ratio_episodes_vs_single']:.2f} "
-          f"(kept cache), {result['ratio_reprefill_vs_single']:.2f} (re-prefill); load "
-          f"{result['machine']['load_before'][0]:.1f} -> {result['machine']['load_after'][0]:.1f}")
+    for k in list(runs)[1:]:
+        print(f"{k} / single-turn tokens/s: {result['ratio_vs_single'][k]:.2f} wall, "
+              f"{result['cpu_ratio_vs_single'][k]:.2f} CPU (medians of rounds)")
+    print(f"load {result['machine']['load_before'][0]:.1f} -> "
+          f"{result['machine']['load_after'][0]:.1f}")
     return result
 
 
