@@ -241,6 +241,7 @@ def _run_episodes(model, tokenizer, prompts: list[str], envs: list[Environment],
     live = torch.arange(B, device=device)
     at = book.wpos.clone()                                              # (L,)
     keep_cache = _plain_cache(cache)
+    rejoin = keep_cache and max(turn_limits) > 1
     with_stops = any(e.stop for e in envs)
     waiting: list[int] = []             # rows whose turn ended, not yet read by their environment
     stash: dict[int, tuple] = {}        # their keys/values, for those that may go on
@@ -252,7 +253,7 @@ def _run_episodes(model, tokenizer, prompts: list[str], envs: list[Environment],
             stopped = torch.isin(ids, eos_t)
             if with_stops:
                 stopped |= _stop_hits(tokenizer, envs, live, book.tokens, book.start, at + 1)
-            ended = stopped | (at + 1 - book.start[live] >= book.limit[live])
+            ended = stopped | (at + 1 >= book.turn_end[live])
             if bool(ended.any()):
                 done = live[ended]
                 book.wpos[done] = at[ended] + 1
@@ -276,9 +277,9 @@ def _run_episodes(model, tokenizer, prompts: list[str], envs: list[Environment],
                 next_pos = next_pos + 1
                 at = at + 1
         # the waiting rows' environments answer, and those that go on rejoin; without a kept
-        # cache to merge, only once nothing runs (turn by turn)
-        if waiting and (not live.numel() or (keep_cache and _rejoin_now(len(waiting),
-                                                                        live.numel()))):
+        # cache to merge (or a second turn to take) only once nothing runs: turn by turn
+        if waiting and (not live.numel() or (rejoin and _rejoin_now(len(waiting),
+                                                                    live.numel()))):
             go_on = book.end_turns(waiting)
             if go_on:
                 rows = torch.tensor([i for i, _ in go_on], device=device)
@@ -307,10 +308,10 @@ def _run_episodes(model, tokenizer, prompts: list[str], envs: list[Environment],
 def _rejoin_now(waiting: int, running: int) -> bool:
     """Whether rows waiting on their environment resume now, beside ``running`` decoding rows.
 
-    A resume is one extra forward (the replies' prefill) and a step for the environments, so
+    A resume is one extra forward (the replies' prefill) and a call of the environments, so
     rows are gathered until they are as many as the running ones: early enough that the batch
     does not shrink to a slow tail, rarely enough that prefills stay few (in
-    ``benchmarks/episodes.py`` resuming at every step ran slower than this)."""
+    ``benchmarks/episodes.py``: 4 prefills a batch, against 11 when resuming at every step)."""
     return waiting >= running
 
 
@@ -333,6 +334,7 @@ class _Book:
         self.start = torch.zeros(B, dtype=torch.long, device=device)          # this turn's start
         self.budget_t = torch.tensor(budgets, device=device)
         self.limit = torch.clamp(self.budget_t, max=max_new_tokens)           # this turn's tokens
+        self.turn_end = self.start + self.limit                               # ... end position
         self.ended_by = torch.zeros(B, dtype=torch.long, device=device)       # 1 eos/stop, 2 length
         self.model_turns = torch.zeros(B, dtype=torch.long, device=device)    # turns read so far
         self.turn_limits_t = torch.tensor(turn_limits, device=device)
@@ -348,28 +350,31 @@ class _Book:
     def end_turns(self, rows: list[int]) -> list[tuple[int, list[int]]]:
         """The environments read the turns that ended in ``rows``; returns (row, reply ids) for
         the episodes that go on (the others get their final info)."""
-        tokens, wpos = self.tokens, self.wpos
+        at = torch.tensor(rows, device=self.wpos.device)
+        self.model_turns[at] += 1
+        self.finished[at] = self.ended_by[at] == 1
+        # per-row facts as plain lists: one transfer each, not one per row
+        start, end, by, limit, turns_so_far = (t[at].tolist() for t in (
+            self.start, self.wpos, self.ended_by, self.limit, self.model_turns))
+        last = self.tokens[at, self.wpos[at] - 1].tolist()
+        eos = set(self.eos_t.tolist())
         texts = self.tokenizer.batch_decode(
-            [tokens[i, int(self.start[i]):int(wpos[i])] for i in rows], skip_special_tokens=True)
+            [self.tokens[i, a:b] for i, a, b in zip(rows, start, end)], skip_special_tokens=True)
         t_env = time.perf_counter()
         steps = _step_all([self.envs[i] for i in rows], texts)
         self.env_seconds += time.perf_counter() - t_env
         go_on: list[tuple[int, list[int]]] = []
-        for i, text, step in zip(rows, texts, steps):
+        for k, (i, text, step) in enumerate(zip(rows, texts, steps)):
             self.turns[i].append({"role": "model", "text": text, "info": dict(step.info)})
-            self.model_turns[i] += 1
-            n_model = int(self.model_turns[i])
-            by_length = int(self.ended_by[i]) == 2
-            self.finished[i] = not by_length
-            ending = (("budget" if int(self.limit[i]) < self.max_new_tokens else "length")
-                      if by_length else "done" if step.done
+            n_model = turns_so_far[k]
+            ending = (("budget" if limit[k] < self.max_new_tokens else "length") if by[k] == 2
+                      else "done" if step.done
                       else "max_turns" if n_model >= self.turn_limits[i] else None)
             reply = []
             if ending is None:
-                after_eos = bool(torch.isin(tokens[i, int(wpos[i]) - 1], self.eos_t))
                 reply = self.replies.ids(step.feedback, self.envs[i], chat=self.chats[i],
-                                         after_eos=after_eos)
-                if int(wpos[i]) + len(reply) + 1 > self.budgets[i]:
+                                         after_eos=last[k] in eos)
+                if end[k] + len(reply) + 1 > self.budgets[i]:
                     ending = "budget"                   # no room for the reply and a model token
             if ending is not None:
                 self.final[i] = {**step.info, "turns": n_model, "ended": ending}
@@ -390,6 +395,7 @@ class _Book:
         self.start[rows] = self.wpos[rows]
         self.limit[rows] = torch.clamp(self.budget_t[rows] - self.wpos[rows],
                                        max=self.max_new_tokens)
+        self.turn_end[rows] = self.start[rows] + self.limit[rows]
 
     def result(self) -> dict:
         steps = int(self.wpos.max())
