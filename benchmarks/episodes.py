@@ -1,8 +1,8 @@
 """Episode sampling vs single-turn sampling: model tokens per second, same model, same budget.
 
     python benchmarks/episodes.py                 # 7 interleaved rounds, 2 threads
-    python benchmarks/episodes.py --rounds 7 --threads 1   # on a shared machine
-    python benchmarks/episodes.py --episodes-vs 3659f02    # + that commit's samplers
+    python benchmarks/episodes.py --rounds 12 --threads 1 --episodes-vs 3659f02
+                                                  # shared machine; + that commit's samplers
     python benchmarks/episodes.py --engine-vs d69b549 --steps 30   # single-turn GRPO steps:
                                                   # this engine vs the one before episodes
 
@@ -11,14 +11,14 @@ x 8 = 64 sequences sampled together), temperature 1.0, and the model-token budge
 completions get ``turns * per_turn`` new tokens (48), episodes ``turns`` turns of ``per_turn``
 (3 x 16). The environment (``Again``) is deterministic and instant: it answers "again" after every
 turn, so every episode that does not run out of tokens takes all its turns and the reply (a
-ChatML user message, 9 tokens) enters the context between them.
+ChatML user message, 14 tokens of the tiny vocabulary) enters the context between them.
 
-Measured per round, interleaved (the order rotating) so all see the same load: the seconds (wall and CPU) of
-``sample_group`` (single-turn) and of ``sample_episodes`` (multi-turn) three ways: as shipped
-(KV cache kept, rows rejoin the running batch as their replies come: continuous batching); turn
-by turn (``_rejoin_now`` off: every turn waits for its slowest row, the engine before continuous
-batching); and with every later turn prefilled again (the fallback for caches that cannot be set
-aside, which is turn by turn too). Rate = tokens the model sampled / seconds (environment tokens
+Measured per round, interleaved (the order rotating) so all see the same load: the seconds (wall
+and CPU) of ``sample_group`` (single-turn) and of ``sample_episodes`` (multi-turn) three ways:
+as shipped (KV cache kept, rows rejoin the running batch as their replies come: continuous
+batching); turn by turn (``_rejoin_now`` off: every turn waits for its slowest row, the engine
+before continuous batching); and with every later turn prefilled again (the fallback for caches
+that cannot be set aside, which is turn by turn too). Rate = tokens the model sampled / seconds (environment tokens
 are not counted as generated; the multi-turn rate counts its environment seconds too, ~0 here).
 Reported: the median of the per-round ratios, and the model's forward passes (one-token decode
 steps and multi-token prefills). Writes ``benchmarks/results/episodes.json``.
