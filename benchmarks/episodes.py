@@ -1,7 +1,8 @@
 """Episode sampling vs single-turn sampling: model tokens per second, same model, same budget.
 
     python benchmarks/episodes.py                 # 7 interleaved rounds, 2 threads
-    python benchmarks/episodes.py --rounds 3      # a quick look
+    python benchmarks/episodes.py --rounds 12 --threads 1 --episodes-vs 3659f02
+                                                  # shared machine; + that commit's samplers
     python benchmarks/episodes.py --engine-vs d69b549 --steps 30   # single-turn GRPO steps:
                                                   # this engine vs the one before episodes
 
@@ -10,14 +11,17 @@ x 8 = 64 sequences sampled together), temperature 1.0, and the model-token budge
 completions get ``turns * per_turn`` new tokens (48), episodes ``turns`` turns of ``per_turn``
 (3 x 16). The environment (``Again``) is deterministic and instant: it answers "again" after every
 turn, so every episode that does not run out of tokens takes all its turns and the reply (a
-ChatML user message, 9 tokens) enters the context between them.
+ChatML user message, 14 tokens of the tiny vocabulary) enters the context between them.
 
-Measured per round, A/B interleaved so both see the same load: the seconds of
-``sample_group`` (single-turn) and of ``sample_episodes`` (multi-turn) with the KV cache kept
-across turns, and with every later turn prefilled again (the fallback for caches that cannot be
-set aside). Rate = tokens the model sampled / seconds (environment tokens are not counted as
-generated; the multi-turn rate counts its environment seconds too, which are ~0 here). Reported:
-the median of the per-round ratios. Writes ``benchmarks/results/episodes.json``.
+Measured per round, interleaved (the order rotating) so all see the same load: the seconds (wall
+and CPU) of ``sample_group`` (single-turn) and of ``sample_episodes`` (multi-turn) three ways:
+as shipped (KV cache kept, rows rejoin the running batch as their replies come: continuous
+batching); turn by turn (``_rejoin_now`` off: every turn waits for its slowest row, the engine
+before continuous batching); and with every later turn prefilled again (the fallback for caches
+that cannot be set aside, which is turn by turn too). Rate = tokens the model sampled / seconds (environment tokens
+are not counted as generated; the multi-turn rate counts its environment seconds too, ~0 here).
+Reported: the median of the per-round ratios, and the model's forward passes (one-token decode
+steps and multi-token prefills). Writes ``benchmarks/results/episodes.json``.
 
 ``--engine-vs COMMIT`` checks the single-turn path instead: the ``workbench`` package of COMMIT
 (``git archive``) and this one each train the default settings from the same seed, one
@@ -41,17 +45,41 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 RESULTS = Path(__file__).parent / "results"
+FORWARD_KEYS = [f"{kind}_{what}" for kind in ("decode", "prefill")
+                for what in ("forwards", "cpu_s", "row_tokens", "padded")]
 
 from workbench.envs import Environment, Step  # noqa: E402
 
 
-class Again(Environment):
-    """Replies "again" to every turn: episodes end at the turn or token limit."""
+def again_env(environment=Environment, step=Step):
+    """An environment that replies "again" to every turn: episodes end at the turn or token
+    limit (built on the given package's classes, so an older engine can run it too)."""
 
-    max_turns = 3
+    class Again(environment):
+        max_turns = 3
 
-    def step(self, text):
-        return Step(feedback="again", done=False)
+        def step(self, text):
+            return step(feedback="again", done=False)
+
+    return Again
+
+
+Again = again_env()
+
+
+def base_package(commit: str, module: str):
+    """``workbench.<module>`` as it was at ``commit`` (``git archive``), importable beside ours."""
+    import importlib
+    import subprocess
+    import tempfile
+
+    tmp = Path(tempfile.mkdtemp(prefix="wb-base-"))
+    archive = subprocess.run(["git", "archive", commit, "workbench"], cwd=ROOT,
+                             check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+    (tmp / "workbench").rename(tmp / "workbench_base")           # relative imports only
+    sys.path.insert(0, str(tmp))
+    return importlib.import_module(f"workbench_base.{module}")
 
 
 def parse_args(argv=None):
@@ -63,6 +91,8 @@ def parse_args(argv=None):
     p.add_argument("--turns", type=int, default=3)
     p.add_argument("--per-turn", type=int, default=16)
     p.add_argument("--engine-vs", metavar="COMMIT", help="single-turn steps vs this commit")
+    p.add_argument("--episodes-vs", metavar="COMMIT",
+                   help="also time COMMIT's sample_group and sample_episodes in every round")
     p.add_argument("--steps", type=int, default=30, help="--engine-vs: GRPO steps each")
     p.add_argument("--out", type=Path, default=RESULTS)
     return p.parse_args(argv)
@@ -71,21 +101,13 @@ def parse_args(argv=None):
 def engine_vs(args) -> dict:
     """Default GRPO steps of this engine and COMMIT's, interleaved: same numbers? step time?"""
     import importlib
-    import subprocess
-    import tempfile
 
     import torch
 
     from workbench.settings import TrainSettings
     from workbench.trainer import GRPOTrainer
 
-    tmp = Path(tempfile.mkdtemp(prefix="wb-base-"))
-    archive = subprocess.run(["git", "archive", args.engine_vs, "workbench"], cwd=ROOT,
-                             check=True, capture_output=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
-    (tmp / "workbench").rename(tmp / "workbench_base")           # relative imports only
-    sys.path.insert(0, str(tmp))
-    base = importlib.import_module("workbench_base.trainer")
+    base = base_package(args.engine_vs, "trainer")
     base_settings = importlib.import_module("workbench_base.settings")
     torch.set_num_threads(args.threads)
     ours = GRPOTrainer(TrainSettings(), None, verbose=False)
@@ -136,41 +158,78 @@ def main(argv=None) -> dict:
     rows = [dict(r) for r in get_task("sum").train.select(range(args.prompts))]
     prompts = [r["prompt"] for r in rows]
     budget = args.turns * args.per_turn
-    plain_cache = ro._plain_cache
+    plain_cache, rejoin_now = ro._plain_cache, ro._rejoin_now
 
     def single(seed):
         return ro.sample_group(model, tok, prompts, group_size=args.group_size,
                                max_new_tokens=budget, generator=torch.Generator().manual_seed(seed))
 
-    def episodes(seed, keep_cache=True):
+    def episodes(seed, keep_cache=True, rejoin=True):
         ro._plain_cache = plain_cache if keep_cache else (lambda cache: False)
+        ro._rejoin_now = rejoin_now if rejoin else (lambda waiting, running: False)
         try:
             return ro.sample_episodes(model, tok, rows, env=Again, group_size=args.group_size,
                                       max_new_tokens=args.per_turn, max_turns=args.turns,
                                       max_episode_tokens=budget + 2 * 9 + 2,
                                       generator=torch.Generator().manual_seed(seed))
         finally:
-            ro._plain_cache = plain_cache
+            ro._plain_cache, ro._rejoin_now = plain_cache, rejoin_now
 
+    forwards = dict.fromkeys(FORWARD_KEYS, 0)
+    model_forward = model.forward
+
+    def counted_forward(*a, **kw):               # the same forward, counted and timed by kind
+        kind = "decode" if kw["input_ids"].shape[1] == 1 else "prefill"
+        c0 = time.process_time()
+        out = model_forward(*a, **kw)
+        forwards[f"{kind}_forwards"] += 1
+        forwards[f"{kind}_cpu_s"] += time.process_time() - c0
+        forwards[f"{kind}_row_tokens"] += kw["input_ids"].numel()
+        # a mask with padding sends attention down the masked path (KV heads copied for GQA)
+        forwards[f"{kind}_padded"] += int(not bool(kw["attention_mask"].all()))
+        return out
+
+    model.forward = counted_forward
     load_before = os.getloadavg()
     runs = {"single": single, "episodes": episodes,
+            "episodes_turn_synchronous": lambda seed: episodes(seed, rejoin=False),
             "episodes_reprefill": lambda seed: episodes(seed, keep_cache=False)}
+    if args.episodes_vs:
+        import importlib
+
+        base = base_package(args.episodes_vs, "rollouts")
+        base_envs = importlib.import_module("workbench_base.envs")
+        base_again = again_env(base_envs.Environment, base_envs.Step)
+        runs[f"single_{args.episodes_vs}"] = lambda seed: base.sample_group(
+            model, tok, prompts, group_size=args.group_size, max_new_tokens=budget,
+            generator=torch.Generator().manual_seed(seed))
+        runs[f"episodes_{args.episodes_vs}"] = lambda seed: base.sample_episodes(
+            model, tok, rows, env=base_again, group_size=args.group_size,
+            max_new_tokens=args.per_turn, max_turns=args.turns,
+            max_episode_tokens=budget + 2 * 9 + 2, generator=torch.Generator().manual_seed(seed))
     for fn in runs.values():                                         # warm-up
         fn(999)
     per_round = []
+    names = list(runs)
     for r in range(args.rounds):
         got = {}
-        for name, fn in runs.items():
-            t0 = time.perf_counter()
+        for name in names[r % len(names):] + names[:r % len(names)]:   # order rotates
+            fn = runs[name]
+            forwards.update(dict.fromkeys(FORWARD_KEYS, 0))
+            t0, c0 = time.perf_counter(), time.process_time()
             out = fn(r)
-            seconds = time.perf_counter() - t0
-            got[name] = {"seconds": seconds, "model_tokens": int(out.action_mask.sum()),
-                         "env_tokens": int(out.completion_mask.sum() - out.action_mask.sum()),
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+            tokens = int(out.action_mask.sum())
+            got[name] = {"seconds": seconds, "cpu_seconds": cpu, "model_tokens": tokens,
+                         "env_tokens": int(out.completion_mask.sum()) - tokens,
                          "turns_mean": sum(f["turns"] for f in out.final_info) / len(out),
-                         "rate": int(out.action_mask.sum()) / seconds}
+                         **forwards, "rate": tokens / seconds, "cpu_rate": tokens / cpu}
+        got = {name: got[name] for name in names}
         per_round.append(got)
         print(f"round {r}: " + "  ".join(f"{k} {v['rate']:.0f} tok/s ({v['model_tokens']} tok, "
-                                          f"{v['seconds']:.2f}s)" for k, v in got.items()))
+                                          f"{v['seconds']:.2f}s, {v['decode_forwards']}+"
+                                          f"{v['prefill_forwards']} fw)"
+                                          for k, v in got.items()))
 
     def med(name, key):
         return statistics.median(x[name][key] for x in per_round)
@@ -183,18 +242,21 @@ def main(argv=None) -> dict:
         "model_tokens": {k: med(k, "model_tokens") for k in runs},
         "env_tokens": {k: med(k, "env_tokens") for k in runs},
         "turns_mean": {k: med(k, "turns_mean") for k in runs},
-        "ratio_episodes_vs_single": statistics.median(
-            x["episodes"]["rate"] / x["single"]["rate"] for x in per_round),
-        "ratio_reprefill_vs_single": statistics.median(
-            x["episodes_reprefill"]["rate"] / x["single"]["rate"] for x in per_round),
+        **{key: {k: med(k, key) for k in runs} for key in FORWARD_KEYS},
+        "ratio_vs_single": {k: statistics.median(x[k]["rate"] / x["single"]["rate"]
+                                                 for x in per_round) for k in runs},
+        "cpu_ratio_vs_single": {k: statistics.median(x[k]["cpu_rate"] / x["single"]["cpu_rate"]
+                                                     for x in per_round) for k in runs},
         "rounds": per_round,
     }
     result["machine"]["load_after"] = os.getloadavg()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "episodes.json").write_text(json.dumps(result, indent=2))
-    print(f"multi-turn / single-turn tokens/s: {result['ratio_episodes_vs_single']:.2f} "
-          f"(kept cache), {result['ratio_reprefill_vs_single']:.2f} (re-prefill); load "
-          f"{result['machine']['load_before'][0]:.1f} -> {result['machine']['load_after'][0]:.1f}")
+    for k in list(runs)[1:]:
+        print(f"{k} / single-turn tokens/s: {result['ratio_vs_single'][k]:.2f} wall, "
+              f"{result['cpu_ratio_vs_single'][k]:.2f} CPU (medians of rounds)")
+    print(f"load {result['machine']['load_before'][0]:.1f} -> "
+          f"{result['machine']['load_after'][0]:.1f}")
     return result
 
 

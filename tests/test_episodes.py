@@ -153,6 +153,48 @@ def test_kept_cache_gives_the_log_probs_of_a_full_forward(tiny_policy, monkeypat
     assert float((greedy[0].sample_logps - greedy[1].sample_logps).abs().max()) < 1e-4
 
 
+class _Counting(torch.nn.Module):
+    """The tiny model, counting its one-token (decode) forwards."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.decodes = model, 0
+        self.generation_config = model.generation_config
+
+    def forward(self, **kw):
+        self.decodes += kw["input_ids"].shape[1] == 1
+        return self.model(**kw)
+
+
+def test_rows_rejoin_without_waiting_for_the_slowest_and_match_episodes_run_alone(tiny_policy):
+    """Continuous batching: turns end at different times and rows go on with their next turn
+    while others still decode; each greedy episode is token for token the episode run alone,
+    and the batch needs fewer decode steps than turn-synchronous stepping (each turn as long as
+    its longest row)."""
+    tok = tiny_policy.tokenizer
+    rows = _rows(6)
+    counting = _Counting(tiny_policy.model)
+    kw = dict(env=Never, group_size=1, max_new_tokens=20, temperature=0.0)
+    eps = sample_episodes(counting, tok, rows, **kw)
+    turn_lengths = []                                       # per row: model tokens of each turn
+    for i, row in enumerate(rows):
+        alone = sample_episodes(tiny_policy.model, tok, [row], **kw)
+        n = int(alone.completion_mask.sum())
+        assert int(eps.completion_mask[i].sum()) == n
+        for key in ("completion_ids", "action_mask"):
+            assert torch.equal(getattr(eps, key)[i, :n], getattr(alone, key)[0, :n]), (i, key)
+        assert float((eps.sample_logps[i, :n] - alone.sample_logps[0, :n]).abs().max()) < 1e-4
+        assert eps.turns[i] == alone.turns[0] and eps.final_info[i] == alone.final_info[0]
+        act = eps.action_mask[i, :n].tolist()
+        spans = [len(s) for s in "".join(map(str, act)).split("0") if s]
+        turn_lengths.append(spans)
+    assert len({tuple(t) for t in turn_lengths}) > 1 and max(map(len, turn_lengths)) > 1
+    in_step = max(map(len, turn_lengths))
+    # turn by turn, turn k takes (its longest row - 1) forwards: its last token needs none
+    synchronous = sum(max(t[k] for t in turn_lengths if len(t) > k) - 1 for k in range(in_step))
+    assert counting.decodes < synchronous
+
+
 class _Scripted(torch.nn.Module):
     """The tiny model with its next token dictated: one row, one forward per sampled token."""
 

@@ -14,7 +14,10 @@ read it -- and the savings that matter for GRPO:
 * a row whose turn has ended leaves the batch, so later tokens are computed only for the rows
   still running (the rest of the batch is not padded along to the longest completion);
 * an episode that goes on keeps its keys/values: they are set aside when its turn ends, and the
-  next turn starts by feeding only its last token and the environment's reply through that cache.
+  next turn starts by feeding only its last token and the environment's reply through that cache;
+* turns do not wait for each other (continuous batching): a row whose turn ended rejoins the
+  running batch with its reply, its keys/values merged with the live ones, while slower rows are
+  still in their own turn; an episode that is done leaves for good.
 
 **Token in, token out.** The ids the model sampled and their log-probs are kept as sampled; the
 environment's reply is tokenised once and appended as ids. Nothing is re-tokenised from text, so
@@ -197,7 +200,14 @@ def episode_budget(max_new_tokens: int, max_turns: int,
 def _run_episodes(model, tokenizer, prompts: list[str], envs: list[Environment], chats: list[bool],
                   *, turn_limits: list[int], budgets: list[int], max_new_tokens: int,
                   temperature: float, top_p: float, generator, device) -> dict:
-    """Every episode of one batch to its end. Rows are episodes; the loop is over turns."""
+    """Every episode of one batch to its end. Rows are episodes; the loop is over decode steps.
+
+    Continuous batching across turns: a row whose turn ends leaves the running batch and waits
+    (its keys/values set aside); once the waiting rows are as many as the running ones (or
+    nothing runs), the environments read their turns, and the rows that go on are fed their
+    reply through their kept cache and rejoin the running batch -- so a turn does not wait for
+    the slowest row of the batch. One-turn episodes never rejoin: that is the single-turn loop.
+    """
     from transformers import DynamicCache
 
     eos = _eos_ids(tokenizer, model)
@@ -215,7 +225,8 @@ def _run_episodes(model, tokenizer, prompts: list[str], envs: list[Environment],
     unique_ids, unique_mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)  # (U, P)
     prompt_ids, prompt_mask = unique_ids[row_of], unique_mask[row_of]   # (B, P)
     eos_t = torch.tensor(eos, device=device)
-    replies = _Replies(tokenizer, eos)
+    book = _Book(tokenizer, envs, chats, turn_limits=turn_limits, budgets=budgets,
+                 max_new_tokens=max_new_tokens, eos=eos, pad=pad, device=device)
 
     was_training = model.training
     model.eval()
@@ -226,111 +237,175 @@ def _run_episodes(model, tokenizer, prompts: list[str], envs: list[Environment],
     cache.batch_select_indices(row_of)                                  # (U, ...) -> (B, ...)
     logits = out.logits[row_of, -1, :]                                  # (B, V)
     mask, next_pos = prompt_mask, positions[row_of, -1] + 1
-    # episode tokens, written at each row's own position ``wpos``; ``env`` marks replies
-    width = max(budgets)
-    tokens = torch.full((B, width), pad, dtype=torch.long, device=device)
-    logps = torch.zeros(B, width, device=device)
-    env = torch.zeros(B, width, dtype=torch.bool, device=device)
-    wpos = torch.zeros(B, dtype=torch.long, device=device)
-    budget_t = torch.tensor(budgets, device=device)
-    turns: list[list[dict]] = [[] for _ in range(B)]
-    final: list[dict] = [{} for _ in range(B)]
-    finished = torch.zeros(B, dtype=torch.bool, device=device)
-    env_seconds = 0.0
-    # ``live`` maps the rows decoding now to their episode rows
+    # ``live`` maps the rows decoding now to their episode rows; ``at`` is where each writes
     live = torch.arange(B, device=device)
+    at = book.wpos.clone()                                              # (L,)
     keep_cache = _plain_cache(cache)
+    rejoin = keep_cache and max(turn_limits) > 1
     with_stops = any(e.stop for e in envs)
-    while live.numel():
-        turn_rows = live.tolist()
-        start = wpos.clone()
-        limit = torch.clamp(budget_t - wpos, max=max_new_tokens)       # (B,) tokens this turn
-        shortest = int(limit[live].min())
-        ended_by = torch.zeros(B, dtype=torch.long, device=device)      # 1 eos/stop, 2 length
-        goes_on = torch.tensor([len(turns[i]) // 2 + 1 < turn_limits[i] for i in range(B)],
-                               device=device)                           # may have another turn
-        stash: dict[int, tuple] = {}
-        at = wpos[live]                                                 # (L,) write positions
-        t = 0
-        while True:
+    waiting: list[int] = []             # rows whose turn ended, not yet read by their environment
+    stash: dict[int, tuple] = {}        # their keys/values, for those that may go on
+    while True:
+        if live.numel():
             ids, lp = sample_token(logits, temperature=temperature, top_p=top_p,
                                    generator=generator)
-            tokens[live, at], logps[live, at] = ids, lp
-            t += 1
-            ended = torch.isin(ids, eos_t)
+            book.tokens[live, at], book.logps[live, at] = ids, lp
+            stopped = torch.isin(ids, eos_t)
             if with_stops:
-                ended |= _stop_hits(tokenizer, envs, live, tokens, start, at + 1)
-            stopped = ended
-            if t >= shortest:                           # some row may be out of tokens
-                ended = stopped | (t >= limit[live])
+                stopped |= _stop_hits(tokenizer, envs, live, book.tokens, book.start, at + 1)
+            ended = stopped | (at + 1 >= book.turn_end[live])
             if bool(ended.any()):
                 done = live[ended]
-                wpos[done] = at[ended] + 1
-                ended_by[done] = torch.where(stopped[ended], 1, 2)
-                resume = ended & stopped & goes_on[live]    # set aside their keys/values
+                book.wpos[done] = at[ended] + 1
+                book.ended_by[done] = torch.where(stopped[ended], 1, 2)
+                resume = ended & stopped & book.may_go_on(live)  # set aside their keys/values
                 if bool(resume.any()):
                     idx = resume.nonzero().squeeze(1)
                     stash.update(_stash(cache, live, idx, mask, next_pos, keep_cache))
-                if bool(ended.all()):
-                    break
+                waiting += done.tolist()
                 keep = (~ended).nonzero().squeeze(1)    # drop the rows whose turn ended
                 live, ids, mask, next_pos, at = (live[keep], ids[keep], mask[keep],
                                                  next_pos[keep], at[keep])
-                cache.batch_select_indices(keep)
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            out = model(input_ids=ids[:, None], attention_mask=mask,
-                        position_ids=next_pos[:, None], past_key_values=cache, use_cache=True)
-            logits = out.logits[:, -1, :]
-            next_pos = next_pos + 1
-            at = at + 1
-        # the environment reads every turn that ended
-        rows = turn_rows
-        texts = tokenizer.batch_decode([tokens[i, int(start[i]):int(wpos[i])] for i in rows],
-                                       skip_special_tokens=True)
-        t_env = time.perf_counter()
-        steps = _step_all([envs[i] for i in rows], texts)
-        env_seconds += time.perf_counter() - t_env
-        go_on: list[tuple[int, list[int]]] = []
-        for i, text, step in zip(rows, texts, steps):
-            turns[i].append({"role": "model", "text": text, "info": dict(step.info)})
-            n_model = len(turns[i]) // 2 + 1
-            finished[i] = bool(ended_by[i] == 1)
-            ending = (("budget" if int(limit[i]) < max_new_tokens else "length") if ended_by[i] == 2
-                      else "done" if step.done
-                      else "max_turns" if n_model >= turn_limits[i] else None)
-            reply = []
-            if ending is None:
-                reply = replies.ids(step.feedback, envs[i], chat=chats[i],
-                                    after_eos=bool(torch.isin(tokens[i, int(wpos[i]) - 1], eos_t)))
-                if int(wpos[i]) + len(reply) + 1 > budgets[i]:
-                    ending = "budget"                   # no room for the reply and a model token
-            if ending is not None:
-                final[i] = {**step.info, "turns": n_model, "ended": ending}
-                continue
-            turns[i].append({"role": "env", "text": step.feedback or "", "info": {}})
-            go_on.append((i, reply))
-        if not go_on:
+                if live.numel():
+                    cache.batch_select_indices(keep)
+            if live.numel():
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
+                out = model(input_ids=ids[:, None], attention_mask=mask,
+                            position_ids=next_pos[:, None], past_key_values=cache,
+                            use_cache=True)
+                logits = out.logits[:, -1, :]
+                next_pos = next_pos + 1
+                at = at + 1
+        # the waiting rows' environments answer, and those that go on rejoin; without a kept
+        # cache to merge (or a second turn to take) only once nothing runs: turn by turn
+        if waiting and (not live.numel() or (rejoin and _rejoin_now(len(waiting),
+                                                                    live.numel()))):
+            go_on = book.end_turns(waiting)
+            if go_on:
+                rows = torch.tensor([i for i, _ in go_on], device=device)
+                j_cache, j_mask, j_pos, j_logits = _resume(
+                    model, go_on, stash, book.tokens, book.wpos, prompt_ids, prompt_mask,
+                    pad=pad, keep_cache=keep_cache, device=device)
+                book.append_replies(go_on)
+                if live.numel():
+                    cache, mask = _merge(cache, mask, j_cache, j_mask)
+                    logits = torch.cat([logits, j_logits])                  # (L + R, V)
+                    next_pos, live = torch.cat([next_pos, j_pos]), torch.cat([live, rows])
+                    at = torch.cat([at, book.wpos[rows]])
+                else:
+                    cache, mask, logits, next_pos, live = j_cache, j_mask, j_logits, j_pos, rows
+                    at = book.wpos[rows]
+            for i in waiting:
+                stash.pop(i, None)
+            waiting = []
+        if not live.numel() and not waiting:
             break
-        # environment replies enter through the kept cache (or a fresh prefill without one)
-        live = torch.tensor([i for i, _ in go_on], device=device)
-        cache, mask, next_pos, logits = _resume(model, go_on, stash, tokens, wpos, prompt_ids,
-                                                prompt_mask, pad=pad, keep_cache=keep_cache,
-                                                device=device)
-        for i, reply in go_on:
-            a, n = int(wpos[i]), len(reply)
-            tokens[i, a:a + n] = torch.tensor(reply, dtype=torch.long, device=device)
-            env[i, a:a + n] = True
-            wpos[i] += n
     if was_training:
         model.train()
-    steps = int(wpos.max())
-    completion_mask = (torch.arange(steps, device=device)[None, :] < wpos[:, None]).long()
-    return {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask,
-            "completion_ids": tokens[:, :steps], "completion_mask": completion_mask,
-            "action_mask": completion_mask * (~env[:, :steps]).long(),
-            "sample_logps": logps[:, :steps],
-            "finished": finished, "pad": pad, "turns": turns, "final_info": final,
-            "env_seconds": env_seconds}
+    return {"prompt_ids": prompt_ids, "prompt_mask": prompt_mask, **book.result()}
+
+
+def _rejoin_now(waiting: int, running: int) -> bool:
+    """Whether rows waiting on their environment resume now, beside ``running`` decoding rows.
+
+    A resume is one extra forward (the replies' prefill) and a call of the environments, so
+    rows are gathered until they are as many as the running ones: early enough that the batch
+    does not shrink to a slow tail, rarely enough that prefills stay few (in
+    ``benchmarks/episodes.py``: 4 prefills a batch, against 11 when resuming at every step)."""
+    return waiting >= running
+
+
+class _Book:
+    """Per-episode bookkeeping of ``_run_episodes``: the episode tokens (written at each row's
+    own position ``wpos``), where the current turn started and may run to, turns and endings."""
+
+    def __init__(self, tokenizer, envs: list[Environment], chats: list[bool], *,
+                 turn_limits: list[int], budgets: list[int], max_new_tokens: int,
+                 eos: list[int], pad: int, device):
+        B, width = len(envs), max(budgets)
+        self.tokenizer, self.envs, self.chats = tokenizer, envs, chats
+        self.turn_limits, self.budgets, self.max_new_tokens = turn_limits, budgets, max_new_tokens
+        self.eos_t, self.pad = torch.tensor(eos, device=device), pad
+        self.replies = _Replies(tokenizer, eos)
+        self.tokens = torch.full((B, width), pad, dtype=torch.long, device=device)
+        self.logps = torch.zeros(B, width, device=device)
+        self.env = torch.zeros(B, width, dtype=torch.bool, device=device)     # reply tokens
+        self.wpos = torch.zeros(B, dtype=torch.long, device=device)
+        self.start = torch.zeros(B, dtype=torch.long, device=device)          # this turn's start
+        self.budget_t = torch.tensor(budgets, device=device)
+        self.limit = torch.clamp(self.budget_t, max=max_new_tokens)           # this turn's tokens
+        self.turn_end = self.start + self.limit                               # ... end position
+        self.ended_by = torch.zeros(B, dtype=torch.long, device=device)       # 1 eos/stop, 2 length
+        self.model_turns = torch.zeros(B, dtype=torch.long, device=device)    # turns read so far
+        self.turn_limits_t = torch.tensor(turn_limits, device=device)
+        self.finished = torch.zeros(B, dtype=torch.bool, device=device)
+        self.turns: list[list[dict]] = [[] for _ in range(B)]
+        self.final: list[dict] = [{} for _ in range(B)]
+        self.env_seconds = 0.0
+
+    def may_go_on(self, rows: Tensor) -> Tensor:
+        """(R,) whether the turn now ending in each row leaves the episode another turn."""
+        return self.model_turns[rows] + 1 < self.turn_limits_t[rows]
+
+    def end_turns(self, rows: list[int]) -> list[tuple[int, list[int]]]:
+        """The environments read the turns that ended in ``rows``; returns (row, reply ids) for
+        the episodes that go on (the others get their final info)."""
+        at = torch.tensor(rows, device=self.wpos.device)
+        self.model_turns[at] += 1
+        self.finished[at] = self.ended_by[at] == 1
+        # per-row facts as plain lists: one transfer each, not one per row
+        start, end, by, limit, turns_so_far = (t[at].tolist() for t in (
+            self.start, self.wpos, self.ended_by, self.limit, self.model_turns))
+        last = self.tokens[at, self.wpos[at] - 1].tolist()
+        eos = set(self.eos_t.tolist())
+        texts = self.tokenizer.batch_decode(
+            [self.tokens[i, a:b] for i, a, b in zip(rows, start, end)], skip_special_tokens=True)
+        t_env = time.perf_counter()
+        steps = _step_all([self.envs[i] for i in rows], texts)
+        self.env_seconds += time.perf_counter() - t_env
+        go_on: list[tuple[int, list[int]]] = []
+        for k, (i, text, step) in enumerate(zip(rows, texts, steps)):
+            self.turns[i].append({"role": "model", "text": text, "info": dict(step.info)})
+            n_model = turns_so_far[k]
+            ending = (("budget" if limit[k] < self.max_new_tokens else "length") if by[k] == 2
+                      else "done" if step.done
+                      else "max_turns" if n_model >= self.turn_limits[i] else None)
+            reply = []
+            if ending is None:
+                reply = self.replies.ids(step.feedback, self.envs[i], chat=self.chats[i],
+                                         after_eos=last[k] in eos)
+                if end[k] + len(reply) + 1 > self.budgets[i]:
+                    ending = "budget"                   # no room for the reply and a model token
+            if ending is not None:
+                self.final[i] = {**step.info, "turns": n_model, "ended": ending}
+                continue
+            self.turns[i].append({"role": "env", "text": step.feedback or "", "info": {}})
+            go_on.append((i, reply))
+        return go_on
+
+    def append_replies(self, go_on: list[tuple[int, list[int]]]) -> None:
+        """Write each reply after its row's turn; the next turn starts after it."""
+        for i, reply in go_on:
+            a, n = int(self.wpos[i]), len(reply)
+            self.tokens[i, a:a + n] = torch.tensor(reply, dtype=torch.long,
+                                                   device=self.tokens.device)
+            self.env[i, a:a + n] = True
+            self.wpos[i] += n
+        rows = torch.tensor([i for i, _ in go_on], device=self.wpos.device)
+        self.start[rows] = self.wpos[rows]
+        self.limit[rows] = torch.clamp(self.budget_t[rows] - self.wpos[rows],
+                                       max=self.max_new_tokens)
+        self.turn_end[rows] = self.start[rows] + self.limit[rows]
+
+    def result(self) -> dict:
+        steps = int(self.wpos.max())
+        completion_mask = (torch.arange(steps, device=self.wpos.device)[None, :]
+                           < self.wpos[:, None]).long()                  # (B, T)
+        return {"completion_ids": self.tokens[:, :steps], "completion_mask": completion_mask,
+                "action_mask": completion_mask * (~self.env[:, :steps]).long(),
+                "sample_logps": self.logps[:, :steps], "finished": self.finished,
+                "pad": self.pad,
+                "turns": self.turns, "final_info": self.final, "env_seconds": self.env_seconds}
 
 
 def _step_all(envs: list[Environment], texts: list[str]) -> list[Step]:
@@ -442,6 +517,28 @@ def _resume(model, go_on: list[tuple[int, list[int]]], stash: dict, tokens: Tens
     return cache, mask, next_pos, out.logits[:, -1, :]
 
 
+def _merge(cache, mask: Tensor, other, other_mask: Tensor):
+    """The running rows' cache and mask (L, W) joined by rows resumed apart (R, W'): both
+    right-aligned (left-padded, masked) to one width, leading all-padding columns dropped."""
+    from transformers import DynamicCache
+
+    W = max(mask.shape[1], other_mask.shape[1])
+
+    def left_pad(t: Tensor, width: int, dim: int) -> Tensor:
+        if t.shape[dim] == width:
+            return t
+        shape = list(t.shape)
+        shape[dim] = width - t.shape[dim]
+        return torch.cat([t.new_zeros(shape), t], dim=dim)
+
+    joined = torch.cat([left_pad(mask, W, 1), left_pad(other_mask, W, 1)])     # (L + R, W)
+    lead = int((joined.cumsum(1) == 0).sum(1).min())                    # columns all padding
+    layers = [(torch.cat([left_pad(a.keys, W, 2), left_pad(b.keys, W, 2)])[:, :, lead:],
+               torch.cat([left_pad(a.values, W, 2), left_pad(b.values, W, 2)])[:, :, lead:])
+              for a, b in zip(cache.layers, other.layers)]              # (L + R, H, W, D) each
+    return DynamicCache(ddp_cache_data=layers), joined[:, lead:]
+
+
 class _Replies:
     """Environment feedback -> token ids, rendered once per role by the chat template.
 
@@ -455,11 +552,17 @@ class _Replies:
         self.tokenizer = tokenizer
         self.eos_texts = [tokenizer.decode([e]) for e in eos]
         self.frames: dict[str, tuple[str, str, str]] = {}
+        self.seen: dict[tuple, list[int]] = {}       # (feedback, role, after_eos) -> ids
 
     def ids(self, feedback: str | None, env: Environment, *, chat: bool, after_eos: bool) -> list[int]:
-        text = feedback or ""
-        role = env.feedback_role
-        if not chat or role is None:                  # inline, right after the model's text
+        role = env.feedback_role if chat else None
+        key = (feedback or "", role, after_eos)
+        if key not in self.seen:                      # the same reply is tokenised once
+            self.seen[key] = self._render(*key)
+        return self.seen[key]
+
+    def _render(self, text: str, role: str | None, after_eos: bool) -> list[int]:
+        if role is None:                              # inline, right after the model's text
             return self._encode(text, split=True)
         closing, opener, tail = self._frame(role)
         if after_eos:                                 # the model already wrote the EOS part
