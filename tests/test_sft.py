@@ -1,0 +1,159 @@
+"""SFT: the loss sees completion tokens only, teacher traces pass the verifier, a traces file
+is read or refused in one line, and a run killed with SIGKILL resumes number for number."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from workbench.__main__ import main
+from workbench.runs import Run
+from workbench.sft import encode_traces, load_traces, sft_loss, teacher_traces
+from workbench.tasks import TaskFileError, get_task
+
+ROOT = Path(__file__).resolve().parents[1]
+ROWS = [{"prompt": [{"role": "user", "content": "Add: 1+2+3"}],
+         "completion": "1+2=3\n3+3=6\n<answer>6</answer>"},
+        {"prompt": "Add: 9+9", "completion": "<answer>18</answer>"}]
+
+
+def test_labels_are_the_completion_and_its_end_token_only(tiny_policy):
+    tok = tiny_policy.tokenizer
+    batch = encode_traces(tok, ROWS)
+    for i, row in enumerate(ROWS):
+        real = batch.attention_mask[i].bool()
+        kept = batch.labels[i][batch.labels[i] != -100]
+        assert tok.decode(kept) == row["completion"] + tok.eos_token
+        # everything before the completion is context: the prompt exactly as sampling sees it
+        n_prompt = int(real.sum()) - len(kept)
+        from workbench.rollouts import render_prompt
+
+        assert tok.decode(batch.input_ids[i, :n_prompt]) == render_prompt(tok, row["prompt"])
+        assert (batch.labels[i][~real] == -100).all()        # padding is never a target
+
+
+def test_loss_is_the_mean_over_completion_tokens_and_ignores_the_prompt(tiny_policy):
+    model, tok = tiny_policy.model, tiny_policy.tokenizer
+    batch = encode_traces(tok, ROWS)
+    with torch.no_grad():
+        got = float(sft_loss(model, batch))
+        # by hand, one row at a time with no padding: -log p of each completion token
+        nll, count = 0.0, 0
+        for i in range(len(ROWS)):
+            n = int(batch.attention_mask[i].sum())
+            ids, lab = batch.input_ids[i:i + 1, :n], batch.labels[i, :n]
+            logps = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
+            for t in range(1, n):
+                if lab[t] != -100:
+                    nll -= float(logps[t - 1, lab[t]])
+                    count += 1
+    assert count == batch.completion_tokens
+    assert got == pytest.approx(nll / count, rel=1e-5)
+
+
+def test_teacher_traces_are_worked_training_solutions_the_verifier_accepts():
+    task = get_task("sum", n_train=50, n_test=10)
+    traces = teacher_traces(task)
+    assert len(traces) == 50                                   # a solver is always right
+    assert [t["prompt"] for t in traces] == task.train["prompt"]
+    assert all("\n" in t["completion"] and t["completion"].endswith(
+        f"<answer>{t['answer']}</answer>") for t in traces)
+    # a teacher that lies is filtered by the same verifier that pays the RL reward
+    class Liar:
+        def __getattr__(self, name):
+            return getattr(task.writer, name)
+
+        def solution(self, p, style="worked"):
+            return "<answer>-1</answer>" if p[0] % 2 else task.writer.solution(p, style)
+
+    from dataclasses import replace
+
+    kept = teacher_traces(replace(task, writer=Liar()))
+    odd = sum(json.loads(p)[0] % 2 for p in task.train["problem"])
+    assert len(kept) == 50 - odd and 0 < odd < 50
+
+
+def test_a_traces_file_is_read_and_bad_rows_are_named(tmp_path):
+    good = tmp_path / "good.jsonl"
+    good.write_text("\n".join(json.dumps(r) for r in ROWS) + "\n\n")
+    assert load_traces(good) == ROWS
+    for text, words in [('{"prompt": "x"}', "needs 'prompt' and 'completion'"),
+                        ('{"prompt": "", "completion": "y"}', "'prompt' must be"),
+                        ('{"prompt": [{"role": 1}], "completion": "y"}', "'prompt' must be"),
+                        ('{"prompt": "x", "completion": 3}', "'completion' must be"),
+                        ('[1, 2]', "must be a JSON object"), ("{oops", "not valid JSON")]:
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(json.dumps(ROWS[1]) + "\n" + text + "\n")
+        with pytest.raises(TaskFileError, match=words) as err:
+            load_traces(bad)
+        assert f"{bad}:2" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("flags,words", [
+    (["--traces", "/no/such.jsonl"], "no such file"),
+    (["--batch-size", "0"], "batch_size=0"),
+    (["--task", "gsm8k:/no/such.jsonl"], "no teacher of its own"),
+])
+def test_cli_errors_are_one_line(capsys, tmp_path, flags, words):
+    assert main(["sft", "--out", str(tmp_path / "r"), *flags]) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
+    assert not (tmp_path / "r" / "settings.json").exists()
+
+
+def test_cli_refuses_a_bad_traces_file_and_a_grpo_folder(capsys, tmp_path, tiny_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "x"}\n')
+    assert main(["sft", "--out", str(tmp_path / "r"), "--traces", str(bad),
+                 "--threads", "1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}:1" in err and err.count("\n") == 1
+    grpo = tmp_path / "grpo"
+    grpo.mkdir()
+    (grpo / "settings.json").write_text(json.dumps({"grpo": {}}))
+    assert main(["sft", "--resume", str(grpo)]) == 2
+    assert "is a GRPO run" in capsys.readouterr().err
+
+
+def _sft_cmd(out):
+    return [sys.executable, "-m", "workbench", "sft", "--steps", "12", "--checkpoint-every", "4",
+            "--batch-size", "8", "--eval-examples", "10", "--threads", "1", "--out", str(out)]
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_is_the_same_run(tiny_path, tmp_path):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    ref = tmp_path / "ref"
+    subprocess.run(_sft_cmd(ref), check=True, env=env, cwd=ROOT, capture_output=True)
+    victim = tmp_path / "victim"
+    log = open(tmp_path / "victim.log", "w")
+    proc = subprocess.Popen(_sft_cmd(victim), env=env, cwd=ROOT, stdout=log,
+                            stderr=subprocess.STDOUT)
+    metrics, deadline = victim / "metrics.jsonl", time.time() + 300
+    while time.time() < deadline:                         # kill between checkpoints 4 and 8
+        if metrics.exists() and metrics.read_text().count("\n") >= 6:
+            break
+        time.sleep(0.02)
+        if proc.poll() is not None:
+            break
+    proc.kill()                                            # SIGKILL
+    proc.wait()
+    log.close()
+    killed_at = metrics.read_text().count("\n") if metrics.exists() else 0
+    assert 6 <= killed_at < 12, (tmp_path / "victim.log").read_text()[-3000:]
+    done = subprocess.run([sys.executable, "-m", "workbench", "sft", "--resume", str(victim)],
+                          env=env, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    got, want = Run.open(victim).metrics(), Run.open(ref).metrics()
+    assert [m["step"] for m in got] == list(range(1, 13))
+    assert [m["loss"] for m in got] == [m["loss"] for m in want]       # number for number
+    assert [m["data_position"] for m in got] == [m["data_position"] for m in want]
+    assert [e["accuracy"] for e in Run.open(victim).evals()] == \
+        [e["accuracy"] for e in Run.open(ref).evals()]
+    assert json.loads((victim / "summary.json").read_text())["steps"] == 12
