@@ -157,3 +157,52 @@ def test_sigkill_then_resume_is_the_same_run(tiny_path, tmp_path):
     assert [e["accuracy"] for e in Run.open(victim).evals()] == \
         [e["accuracy"] for e in Run.open(ref).evals()]
     assert json.loads((victim / "summary.json").read_text())["steps"] == 12
+
+
+# ---------------------------------------------------------------------------------------------
+# pass@k
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [1, 2, 5, 8])
+def test_pass_at_k_equals_brute_force_over_every_subset(n):
+    from fractions import Fraction
+    from itertools import combinations
+    from math import comb
+
+    from workbench.evals import pass_at_k
+
+    for c in range(n + 1):
+        samples = [True] * c + [False] * (n - c)
+        for k in range(1, n + 1):
+            subsets = list(combinations(samples, k))
+            brute = Fraction(sum(any(s) for s in subsets), len(subsets))
+            assert pass_at_k(n, c, k) == pytest.approx(float(brute), abs=1e-12)
+            assert brute == 1 - Fraction(comb(n - c, k), comb(n, k))
+
+
+def test_pass_at_k_stays_finite_where_binomials_overflow_floats():
+    from math import comb
+
+    from workbench.evals import pass_at_k
+
+    with pytest.raises(OverflowError):
+        float(comb(2048, 1024))                                # ~1e615: no float holds it
+    got = pass_at_k(2048, 3, 1024)
+    exact = 1 - comb(2045, 1024) / comb(2048, 1024)          # Python ints: exact, then a float
+    assert got == pytest.approx(exact, rel=1e-9)
+    assert pass_at_k(1024, 0, 256) == 0.0 and pass_at_k(1024, 1024, 1) == 1.0
+    with pytest.raises(ValueError, match="1 <= k <= n"):
+        pass_at_k(4, 1, 5)
+
+
+def test_sampled_pass_at_k_counts_and_rises_with_k(tiny_policy):
+    from workbench.evals import pass_at_k, sample_pass_at_k
+
+    task = get_task("sum", n_train=10, n_test=6)
+    a = sample_pass_at_k(tiny_policy, task, n=8, problems=6, seed=1, label="base")
+    assert a.ks == (1, 2, 4, 8) and len(a.correct) == 6 and all(0 <= c <= 8 for c in a.correct)
+    assert list(a.values) == sorted(a.values)                  # more tries never hurt
+    assert a.at(1) == pytest.approx(sum(a.correct) / 48)       # pass@1 = sampled accuracy
+    assert a.at(8) == pytest.approx(sum(c > 0 for c in a.correct) / 6)
+    assert a.at(4) == pytest.approx(sum(pass_at_k(8, c, 4) for c in a.correct) / 6)
+    assert sample_pass_at_k(tiny_policy, task, n=8, problems=6, seed=1).correct == a.correct

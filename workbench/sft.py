@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .evals import answer_reward_of
 from .rollouts import render_prompt
 from .settings import SettingsError, SFTSettings
 from .tasks import Task, TaskFileError, _json_kind, _read_jsonl, completion_text
@@ -59,12 +60,6 @@ def teacher_traces(task: Task, *, limit: int | None = None) -> list[dict]:
     ok = answer_fn(prompts=rows["prompt"], completions=completions, answer=rows["answer"])
     return [{"prompt": r["prompt"], "completion": c, "answer": r["answer"]}
             for r, c, s in zip(rows, completions, ok) if float(s or 0.0) >= 1.0]
-
-
-def answer_reward_of(task: Task):
-    """The task's ``answer`` reward component (the verifier), or its first one."""
-    return next((f for f, name in zip(task.reward_funcs, task.component_names)
-                 if name == "answer"), task.reward_funcs[0])
 
 
 def load_traces(path: str | Path) -> list[dict]:

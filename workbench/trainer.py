@@ -24,6 +24,7 @@ from typing import Callable
 
 import torch
 
+from .evals import answer_reward_of
 from .grpo import group_advantages, grpo_loss, token_entropy, token_logps, zero_std_groups
 from .memory import (MemoryTracker, dtype_bytes_for, free_bytes_now, generation_chunk_size,
                      longest_prompt_tokens, preflight, release_cached_memory)
@@ -649,8 +650,7 @@ def evaluate_policy(policy: Policy, task: Task, *, n: int = 200, max_new_tokens:
     task; ``max_turns`` None = the environment's own limit), scored at its end.
     """
     test = task.test.select(range(min(n, len(task.test))))
-    answer_fn = next((f for f, name in zip(task.reward_funcs, task.component_names)
-                      if name == "answer"), task.reward_funcs[0])
+    answer_fn = answer_reward_of(task)
     texts, correct, turns = [], [], []
     for i in range(0, len(test), batch_size):
         rows = [test[j] for j in range(i, min(i + batch_size, len(test)))]
