@@ -206,3 +206,29 @@ def test_sampled_pass_at_k_counts_and_rises_with_k(tiny_policy):
     assert a.at(8) == pytest.approx(sum(c > 0 for c in a.correct) / 6)
     assert a.at(4) == pytest.approx(sum(pass_at_k(8, c, 4) for c in a.correct) / 6)
     assert sample_pass_at_k(tiny_policy, task, n=8, problems=6, seed=1).correct == a.correct
+
+
+# ---------------------------------------------------------------------------------------------
+# the three arms on one budget
+# ---------------------------------------------------------------------------------------------
+
+def test_arms_share_one_token_budget_and_report_the_teacher_apart(tiny_path):
+    from workbench.distill import ArmsSettings, arms_table, compare_arms
+
+    a = ArmsSettings(budget_tokens=1500, few_traces=8, few_steps=2, eval_examples=8,
+                     pass_n=4, pass_problems=3)
+    results = compare_arms(a, seeds=(3,), verbose=False)
+    assert [r.arm for r in results] == ["base", "rl", "sft", "sft_rl"]
+    base, rl, sft, sft_rl = results
+    assert base.budget_tokens == 0 and base.steps == {}
+    one_rl_step = a.grpo.grpo.group_size * a.grpo.grpo.prompts_per_step * \
+        a.grpo.grpo.max_new_tokens * 2
+    for r in (rl, sft, sft_rl):                         # stops at the first step past the budget
+        assert a.budget_tokens <= r.budget_tokens < a.budget_tokens + one_rl_step, r
+        assert r.seed == 3 and 0 <= r.accuracy <= 1 and r.pass_at_k.ks == (1, 2, 4)
+    assert rl.generated_tokens == rl.trained_tokens and rl.teacher_tokens == 0   # 1 pass
+    assert sft.generated_tokens == 0 and sft.teacher_tokens > 0
+    assert sft_rl.steps["sft"] == 2 and sft_rl.steps["rl"] >= 1
+    # the few-trace arm's teacher wrote at most its 8 traces; the SFT arm's many more
+    assert 0 < sft_rl.teacher_tokens < sft.teacher_tokens
+    assert len(arms_table(results)) == 4

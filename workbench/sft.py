@@ -202,6 +202,13 @@ class SFTTrainer(TrainingLoop):
         fig.savefig(self.run.path / "rewards.png", dpi=80)
         plt.close(fig)
 
+    def seen_traces(self) -> list[dict]:
+        """The distinct traces the steps have drawn so far (what a teacher had to write)."""
+        n = len(self.pool)
+        if self.data_position >= n:
+            return list(self.pool)
+        return [self.pool[i] for i in self._order(0)[:self.data_position]]
+
     def step(self) -> dict:
         o = self.settings.sft
         t0 = time.perf_counter()

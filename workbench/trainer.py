@@ -514,6 +514,7 @@ class GRPOTrainer(TrainingLoop):
         m["reward_seconds"] = round(t_reward, 4)
         m["training_seconds"] = round(t_train, 4)
         m["step_seconds"] = round(t_step, 4)
+        m["generated_tokens"] = int(gen_tokens)        # what a token budget counts
         m["generation_tokens_per_second"] = gen_tokens / max(t_gen, 1e-9)
         m["tokens_per_second"] = gen_tokens / max(t_step, 1e-9)
         m["data_position"] = self.data_position
