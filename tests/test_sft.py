@@ -127,7 +127,7 @@ def _sft_cmd(out):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_is_the_same_run(tiny_path, tmp_path):
+def test_sigkill_then_resume_is_the_same_run(tiny_path, tmp_path, capsys):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     ref = tmp_path / "ref"
     subprocess.run(_sft_cmd(ref), check=True, env=env, cwd=ROOT, capture_output=True)
@@ -157,6 +157,9 @@ def test_sigkill_then_resume_is_the_same_run(tiny_path, tmp_path):
     assert [e["accuracy"] for e in Run.open(victim).evals()] == \
         [e["accuracy"] for e in Run.open(ref).evals()]
     assert json.loads((victim / "summary.json").read_text())["steps"] == 12
+    assert main(["inspect", str(victim)]) == 0                # inspect reads an SFT run too
+    text = capsys.readouterr().out
+    assert "steps: 12/12" in text and "completion loss" in text and "finished" in text
 
 
 # ---------------------------------------------------------------------------------------------
