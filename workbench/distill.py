@@ -195,7 +195,10 @@ def arms_table(results: list[ArmResult]) -> list[dict]:
         if len(group) > 1:
             mean = {k: round(statistics.fmean(g[k] for g in group), 3) for k in group[0]
                     if isinstance(group[0][k], (int, float)) and k != "seed"}
-            rows.append({"arm": arm, "seed": "mean", "steps": group[0]["steps"], **mean})
+            mean["tokens"] = round(mean["tokens"])
+            mean["teacher_tokens"] = round(mean["teacher_tokens"])
+            steps = " / ".join(dict.fromkeys(g["steps"] for g in group))   # each seed's, once
+            rows.append({"arm": arm, "seed": "mean", "steps": steps, **mean})
     return rows
 
 
