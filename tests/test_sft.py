@@ -235,3 +235,19 @@ def test_arms_share_one_token_budget_and_report_the_teacher_apart(tiny_path):
     # the few-trace arm's teacher wrote at most its 8 traces; the SFT arm's many more
     assert 0 < sft_rl.teacher_tokens < sft.teacher_tokens
     assert len(arms_table(results)) == 4
+
+
+def test_the_ood_split_has_one_more_term_than_training():
+    from dataclasses import replace
+
+    from workbench.distill import ArmsSettings, ood_task
+    from workbench.settings import SettingsError, TaskSettings
+
+    a = ArmsSettings(eval_examples=5, pass_problems=3)
+    assert ood_task(a).knobs["n_terms"] == 4
+    harder = replace(a, grpo=replace(a.grpo, task=TaskSettings(knobs={"n_terms": 6})))
+    assert ood_task(harder).knobs["n_terms"] == 7
+    assert ood_task(replace(a, ood_knobs={"max_operand": 19})).knobs == \
+        {"n_terms": 3, "max_operand": 19}
+    with pytest.raises(SettingsError, match="ood_knobs"):
+        ood_task(replace(a, grpo=replace(a.grpo, task=TaskSettings(name="linear"))))

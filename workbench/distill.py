@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 
 from .evals import PassAtK, plot_pass_at_k, sample_pass_at_k
 from .models import load_policy
-from .settings import SFTOptions, SFTSettings, TaskSettings, TrainSettings
+from .settings import SettingsError, SFTOptions, SFTSettings, TaskSettings, TrainSettings
 from .sft import SFTTrainer, teacher_traces
 from .tasks import get_task
 from .trainer import GRPOTrainer, evaluate_policy
@@ -80,7 +80,8 @@ class ArmsSettings:
     budget_tokens: int = 40_000       # per arm: generated + trained tokens
     few_traces: int = 32              # sft_rl: the traces its SFT phase sees
     few_steps: int = 8                # sft_rl: SFT steps on them before RL
-    ood_knobs: dict = field(default_factory=lambda: {"n_terms": 4})   # harder than training
+    ood_knobs: dict | None = None     # the OOD split's task knobs; None: one more term
+                                      # than training (the sum task's n_terms + 1)
     eval_examples: int = 200          # greedy held-out problems (both splits)
     pass_n: int = 64                  # samples per problem for pass@k
     pass_problems: int = 20           # problems for pass@k (both splits)
@@ -156,8 +157,14 @@ def _evaluated(arm, a: ArmsSettings, policy, task, *, seed, steps, generated, tr
 def ood_task(a: ArmsSettings):
     """The out-of-distribution split: the training task with ``ood_knobs`` (its test rows)."""
     t: TaskSettings = a.grpo.task
+    knobs = a.ood_knobs
+    if knobs is None:
+        if t.name != "sum":
+            raise SettingsError(f"task {t.name!r}: say what out of distribution means for it "
+                                "with ArmsSettings(ood_knobs={...}).")
+        knobs = {"n_terms": t.knobs.get("n_terms", 3) + 1}
     return get_task(t.name, n_train=1, n_test=max(a.eval_examples, a.pass_problems),
-                    **{**t.knobs, **a.ood_knobs})
+                    **{**t.knobs, **knobs})
 
 
 def compare_arms(a: ArmsSettings | None = None, *, seeds=(0,), arms=ARMS,
