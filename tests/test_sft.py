@@ -95,6 +95,27 @@ def test_a_traces_file_is_read_and_bad_rows_are_named(tmp_path):
         assert f"{bad}:2" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_sft_trains_on_a_users_traces_file(tiny_policy, tmp_path):
+    from dataclasses import replace
+
+    from workbench.settings import SFTSettings
+    from workbench.sft import SFTTrainer
+
+    path = tmp_path / "mine.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in ROWS * 3))         # 6 rows
+    s = SFTSettings(threads=1, eval_examples=2)
+    s = replace(s, sft=replace(s.sft, traces=str(path), max_traces=4, batch_size=3))
+    state = {k: v.clone() for k, v in tiny_policy.model.state_dict().items()}
+    try:
+        trainer = SFTTrainer(s, None, policy=tiny_policy, verbose=False)
+        assert trainer.pool == ROWS * 2                                  # the first 4 rows
+        losses = [trainer.step()["loss"] for _ in range(4)]              # 3 epochs of 4
+        assert trainer.seen_traces() == trainer.pool and trainer.data_position == 12
+        assert losses[-1] < losses[0], losses                            # it learns them
+    finally:
+        tiny_policy.model.load_state_dict(state)          # the session fixture stays pristine
+
+
 @pytest.mark.parametrize("flags,words", [
     (["--traces", "/no/such.jsonl"], "no such file"),
     (["--batch-size", "0"], "batch_size=0"),
