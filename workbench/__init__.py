@@ -32,6 +32,9 @@ _EXPORTS = {
     "group_advantages": "grpo", "grpo_loss": "grpo",
     "GRPOTrainer": "trainer", "train": "trainer", "evaluate_policy": "trainer",
     "Run": "runs",
+    "SFTSettings": "settings", "SFTTrainer": "sft", "train_sft": "sft",
+    "teacher_traces": "sft", "load_traces": "sft",
+    "pass_at_k": "evals", "sample_pass_at_k": "evals", "compare_arms": "distill",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,10 +1,11 @@
-"""Command line: ``python -m workbench train | eval | inspect | trl-train``.
+"""Command line: ``python -m workbench train | sft | eval | inspect | trl-train``.
 
     python -m workbench train --out runs/first            # the tiny default, a few minutes on CPU
     python -m workbench train --resume runs/first         # continue a killed run
     python -m workbench train --resume runs/first --steps 300   # ... and train it longer
     python -m workbench eval --model runs/first/checkpoints/step-000150/weights
     python -m workbench inspect runs/first                # what happened in a run
+    python -m workbench sft --out runs/sft                # SFT on the task's teacher traces
 """
 from __future__ import annotations
 
@@ -46,6 +47,9 @@ def _parser() -> argparse.ArgumentParser:
     from .scale.trl import add_cli  # trl-train: the same task in trl.GRPOTrainer
 
     add_cli(sub)
+    from .sft import add_cli as add_sft_cli  # sft: supervised fine-tuning on traces
+
+    add_sft_cli(sub)
     return p
 
 
@@ -124,13 +128,18 @@ def main(argv: list[str] | None = None) -> int:
             from .scale.trl import cli_main
 
             return cli_main(args)
+        if args.command == "sft":
+            from .sft import cli_main as sft_main
+
+            return sft_main(args)
         return _train(args)
     except (SettingsError, RunStoreError, TaskFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         folder = getattr(args, "resume", None) or getattr(args, "out", None)
-        hint = f"; continue with `python -m workbench train --resume {folder}`" if folder else ""
+        hint = (f"; continue with `python -m workbench {args.command} --resume {folder}`"
+                if folder else "")
         print(f"interrupted{hint}", file=sys.stderr)
         return 130
 

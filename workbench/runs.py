@@ -515,10 +515,10 @@ class Run:
 
 def describe_run(path: str | Path) -> str:
     """A short text summary of a run folder (what ``python -m workbench inspect`` prints)."""
-    from .settings import TrainSettings
+    from .settings import SFTSettings, TrainSettings
 
     run = Run.open(path)
-    s = TrainSettings.from_dict(run.settings)
+    s = (SFTSettings if "sft" in run.settings else TrainSettings).from_dict(run.settings)
     metrics = run.metrics()
     evals = run.evals()
     try:
@@ -539,6 +539,14 @@ def describe_run(path: str | Path) -> str:
 
 
 def _describe(run: Run, s, metrics: list[dict], evals: list[dict]) -> list[str]:
+    if hasattr(s, "sft"):                               # an SFT run: no rewards, a loss
+        lines = [f"run: {run.path}", f"model: {s.model.model}  task: {s.task.name}  SFT on "
+                 f"{s.sft.traces or 'the task teacher traces'}  steps: {len(metrics)}/{s.steps}"]
+        if metrics:
+            k = max(1, min(10, len(metrics) // 5))
+            lines.append(f"completion loss: {sum(m['loss'] for m in metrics[:k]) / k:.3f} "
+                         f"(first {k} steps) -> {sum(m['loss'] for m in metrics[-k:]) / k:.3f}")
+        return lines + [_eval_line(e) for e in evals]
     lines = [f"run: {run.path}",
              f"model: {s.model.model}  task: {s.task.name}  group_size: {s.grpo.group_size}  "
              f"loss: {s.grpo.loss_type}  steps: {len(metrics)}/{s.steps}"]
@@ -555,7 +563,9 @@ def _describe(run: Run, s, metrics: list[dict], evals: list[dict]) -> list[str]:
         lines.append(f"completion length: {first['completion_length']:.1f} -> "
                      f"{last['completion_length']:.1f} tokens; "
                      f"mean step {sum(m['step_seconds'] for m in metrics) / len(metrics):.2f}s")
-    for e in evals:
-        lines.append(f"held-out accuracy ({e['label']}, step {e['step']}): {e['accuracy']:.3f} "
-                     f"on {e['n']} problems")
-    return lines
+    return lines + [_eval_line(e) for e in evals]
+
+
+def _eval_line(e: dict) -> str:
+    return (f"held-out accuracy ({e['label']}, step {e['step']}): {e['accuracy']:.3f} "
+            f"on {e['n']} problems")

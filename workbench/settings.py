@@ -72,8 +72,24 @@ class GRPOSettings:
                                     # episode; None = max_new_tokens * turns (1 turn: max_new_tokens)
 
 
+class _RunSettings:
+    """Methods every run's settings share (GRPO's ``TrainSettings``, ``SFTSettings``)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):
+        """Settings from ``to_dict``'s shape (a run's settings.json); missing fields take their
+        defaults, unknown ones raise ``SettingsError`` (a typo must not be ignored)."""
+        return _from_dict(cls, data, "settings")
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
 @dataclass(frozen=True)
-class TrainSettings:
+class TrainSettings(_RunSettings):
     model: ModelSettings = field(default_factory=ModelSettings)
     task: TaskSettings = field(default_factory=TaskSettings)
     grpo: GRPOSettings = field(default_factory=GRPOSettings)
@@ -87,17 +103,34 @@ class TrainSettings:
     device: str | None = None       # None: cuda if present, else cpu
     threads: int | None = None      # torch CPU threads (None: leave torch's default)
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainSettings":
-        """Settings from ``to_dict``'s shape (a run's settings.json); missing fields take their
-        defaults, unknown ones raise ``SettingsError`` (a typo must not be ignored)."""
-        return _from_dict(cls, data, "settings")
+@dataclass(frozen=True)
+class SFTOptions:
+    batch_size: int = 16            # traces per optimiser step
+    learning_rate: float = 1e-4     # tiny full fine-tune; LoRA on real models ~1e-5..1e-4
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_new_tokens: int = 48        # evaluation's completion budget (the same as GRPO's)
+    traces: str | None = None       # jsonl of {"prompt", "completion"} rows; None = the task's
+                                    # own teacher (the synthetic tasks' worked solutions)
+    max_traces: int | None = None   # train on the first N traces only (SFT->RL: "a few")
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+@dataclass(frozen=True)
+class SFTSettings(_RunSettings):
+    """Supervised fine-tuning on (prompt, completion) traces; run folder as GRPO's."""
+
+    model: ModelSettings = field(default_factory=ModelSettings)
+    task: TaskSettings = field(default_factory=TaskSettings)
+    sft: SFTOptions = field(default_factory=SFTOptions)
+    steps: int = 60                 # optimiser steps (an epoch is len(traces) / batch_size)
+    seed: int = 0
+    checkpoint_every: int = 20      # steps between checkpoints (resume point)
+    eval_examples: int = 200        # held-out problems for accuracy before/after (greedy)
+    eval_every: int = 0             # also evaluate every N steps (0 = only before/after)
+    eval_every_examples: int = 100  # held-out problems in those evaluations (the first N)
+    device: str | None = None       # None: cuda if present, else cpu
+    threads: int | None = None      # torch CPU threads (None: leave torch's default)
 
 
 def _from_dict(cls, data: Any, where: str):
@@ -122,7 +155,8 @@ def _from_dict(cls, data: Any, where: str):
 RESUMABLE = ("steps", "checkpoint_every", "eval_every", "eval_every_examples", "device", "threads")
 
 
-def resumed_settings(saved: dict, asked: "TrainSettings | None" = None) -> "TrainSettings":
+def resumed_settings(saved: dict, asked: "TrainSettings | SFTSettings | None" = None, *,
+                     kind: type = TrainSettings):
     """The settings a resumed run continues with.
 
     saved: the run's settings.json. asked: settings given for the resume (None: the run's own).
@@ -130,7 +164,7 @@ def resumed_settings(saved: dict, asked: "TrainSettings | None" = None) -> "Trai
     difference raises ``SettingsError`` naming it, since the checkpoint's optimiser state, data
     position and logged history belong to the run's own settings.
     """
-    run = TrainSettings.from_dict(saved)
+    run = (type(asked) if asked is not None else kind).from_dict(saved)
     if asked is None:
         return run
     old, new = _flat(run.to_dict()), _flat(asked.to_dict())
@@ -200,7 +234,7 @@ def _float_problems(obj) -> list[str]:
     return problems
 
 
-def validate_settings(s: TrainSettings) -> None:
+def validate_settings(s: "TrainSettings | SFTSettings") -> None:
     """Raise ``SettingsError`` listing every problem (and the fix) before any work starts.
 
     Every field is checked: its type, then its value (NaN and infinities are refused
@@ -212,7 +246,7 @@ def validate_settings(s: TrainSettings) -> None:
     problems = _float_problems(s)
     if problems:                                         # NaN fails every comparison below too
         _raise(problems)
-    problems += _grpo_problems(s.grpo)
+    problems += _sft_problems(s.sft) if isinstance(s, SFTSettings) else _grpo_problems(s.grpo)
     problems += _model_problems(s.model)
     if s.steps < 1:
         problems.append(f"steps={s.steps}: must be at least 1.")
@@ -244,6 +278,9 @@ def validate_settings(s: TrainSettings) -> None:
         except SettingsError as exc:
             problems.append(str(exc))
     problems += _task_problems(s.task, tiny=m.model == "tiny")
+    if isinstance(s, SFTSettings) and s.sft.traces is None and ":" in s.task.name:
+        problems.append(f"task={s.task.name!r} has no teacher of its own: give traces=FILE.jsonl "
+                        "(--traces) holding the completions to imitate.")
     if problems:
         _raise(problems)
 
@@ -286,14 +323,7 @@ def _grpo_problems(g: GRPOSettings) -> list[str]:
         problems.append(f"temperature={g.temperature}: GRPO needs sampling; use a value > 0 (e.g. 1.0).")
     if not 0 < g.top_p <= 1:
         problems.append(f"top_p={g.top_p}: must be in (0, 1].")
-    if g.learning_rate <= 0:
-        problems.append(f"learning_rate={g.learning_rate}: must be positive (1e-4 for the tiny "
-                        "model, ~1e-5..5e-5 for LoRA on a real one).")
-    if g.weight_decay < 0:
-        problems.append(f"weight_decay={g.weight_decay}: cannot be negative (0 is the default).")
-    if g.max_grad_norm <= 0:
-        problems.append(f"max_grad_norm={g.max_grad_norm}: must be positive (1.0 is usual; a large "
-                        "value such as 1e9 turns clipping off).")
+    problems += _optimizer_problems(g)
     if g.loss_type not in LOSS_TYPES:
         problems.append(f"loss_type={g.loss_type!r}: choose one of {', '.join(LOSS_TYPES)}.")
     if g.epsilon_low < 0 or g.epsilon_high < 0 or g.epsilon_low >= 1:
@@ -304,6 +334,38 @@ def _grpo_problems(g: GRPOSettings) -> list[str]:
         problems.append(f"beta={g.beta}: the KL weight cannot be negative.")
     if g.num_iterations < 1:
         problems.append(f"num_iterations={g.num_iterations}: must be at least 1.")
+    return problems
+
+
+def _optimizer_problems(o: "GRPOSettings | SFTOptions") -> list[str]:
+    """Learning rate, weight decay and gradient clipping (GRPO and SFT share them)."""
+    problems = []
+    if o.learning_rate <= 0:
+        problems.append(f"learning_rate={o.learning_rate}: must be positive (1e-4 for the tiny "
+                        "model, ~1e-5..5e-5 for LoRA on a real one).")
+    if o.weight_decay < 0:
+        problems.append(f"weight_decay={o.weight_decay}: cannot be negative (0 is the default).")
+    if o.max_grad_norm <= 0:
+        problems.append(f"max_grad_norm={o.max_grad_norm}: must be positive (1.0 is usual; a large "
+                        "value such as 1e9 turns clipping off).")
+    return problems
+
+
+def _sft_problems(o: SFTOptions) -> list[str]:
+    problems = []
+    if o.batch_size < 1:
+        problems.append(f"batch_size={o.batch_size}: must be at least 1 trace per step.")
+    problems += _optimizer_problems(o)
+    if o.max_new_tokens < 1:
+        problems.append(f"max_new_tokens={o.max_new_tokens}: must be at least 1.")
+    if o.max_traces is not None and o.max_traces < 1:
+        problems.append(f"max_traces={o.max_traces}: use at least 1 trace (None = all).")
+    if o.traces is not None:
+        path = Path(o.traces).expanduser()
+        if not path.is_file():
+            why = "is a folder" if path.is_dir() else "no such file"
+            problems.append(f"traces={o.traces!r}: {why}; give a jsonl file with one "
+                            "{\"prompt\": ..., \"completion\": ...} object per line.")
     return problems
 
 

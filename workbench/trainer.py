@@ -24,6 +24,7 @@ from typing import Callable
 
 import torch
 
+from .evals import answer_reward_of
 from .grpo import group_advantages, grpo_loss, token_entropy, token_logps, zero_std_groups
 from .memory import (MemoryTracker, dtype_bytes_for, free_bytes_now, generation_chunk_size,
                      longest_prompt_tokens, preflight, release_cached_memory)
@@ -35,22 +36,29 @@ from .settings import SettingsError, TrainSettings, resumed_settings, validate_s
 from .tasks import Task, completion_text, get_task
 
 
-class GRPOTrainer:
-    """GRPO on one policy and one task, logging into a run folder.
+class TrainingLoop:
+    """The skeleton GRPO and SFT share: run folder, policy, optimiser, seeded data order,
+    checkpoints with exact resume, progress bar, held-out evaluation and the summary.
 
-    ``out=None`` keeps everything in memory (notebook experiments); with a folder every step is
-    recorded and ``resume=True`` continues a killed run from its newest complete checkpoint. The
-    trainer holds the folder's writer lock until ``close()`` (or the process ends).
+    A subclass says what its steps draw from (``_data``: rows in a seeded order per epoch),
+    which settings block holds its optimiser's numbers, and writes ``step()``; the rest is here,
+    once. ``out=None`` keeps everything in memory (notebook experiments); with a folder every
+    step is recorded and ``resume=True`` continues a killed run from its newest complete
+    checkpoint. The loop holds the folder's writer lock until ``close()`` (or the process ends).
     """
 
-    def __init__(self, settings: TrainSettings | None = None, out: str | Path | None = None, *,
+    settings_type: type = TrainSettings
+    label = "GRPO"                                      # the progress bar's name
+
+    def __init__(self, settings=None, out: str | Path | None = None, *,
                  policy: Policy | None = None, task: Task | None = None, resume: bool = False,
                  overwrite: bool = False, callbacks: list[Callable[[dict], None]] | None = None,
                  verbose: bool = True):
         if resume and out is None:
             raise RunStoreError("resume=True needs the run folder: pass out=...")
         saved = Run.open(out).settings if resume else None
-        settings = resumed_settings(saved, settings) if resume else settings or TrainSettings()
+        settings = (resumed_settings(saved, settings, kind=self.settings_type) if resume
+                    else settings or self.settings_type())
         validate_settings(settings)
         self.run: Run | None = None                     # locked before any work starts
         self._resume_at: ResumePoint | None = None
@@ -68,20 +76,17 @@ class GRPOTrainer:
         if settings.threads:
             torch.set_num_threads(settings.threads)
         self.task = task or get_task(settings.task.name, **settings.task.knobs)
+        self.pool = self._data()                        # a bad data file fails before loading
         self.policy = policy or load_policy(settings.model, device=settings.device,
                                            task=self.task.name, verbose=verbose)
         self.model, self.tokenizer = self.policy.model, self.policy.tokenizer
         self.device = self.policy.device
         self.memory = MemoryTracker(self.device)        # records nothing without CUDA
-        self.prompt_tokens = None
-        if self.device.type == "cuda":                  # refuse now, not at step 600
-            self.prompt_tokens = longest_prompt_tokens(self.tokenizer, self.task.train["prompt"])
-            self.memory_estimate = preflight(settings, self.policy,
-                                             prompt_tokens=self.prompt_tokens, verbose=verbose)
-        g = settings.grpo
+        self._prepare()
+        opt = self._optimizer_settings()
         self.optimizer = torch.optim.AdamW(
-            [p for p in self.model.parameters() if p.requires_grad], lr=g.learning_rate,
-            betas=(0.9, 0.99), weight_decay=g.weight_decay)
+            [p for p in self.model.parameters() if p.requires_grad], lr=opt.learning_rate,
+            betas=(0.9, 0.99), weight_decay=opt.weight_decay)
         self.generator = torch.Generator(device="cpu")
         self.step_count = 0
         self.data_position = 0
@@ -95,25 +100,222 @@ class GRPOTrainer:
         elif self.run is not None:
             self.run.start(settings.to_dict(), overwrite=overwrite)
 
+    # hooks a subclass fills in ------------------------------------------------------------------
+    def _data(self):
+        """The rows steps draw from (a ``datasets.Dataset`` or a list of dicts)."""
+        return self.task.train
+
+    def _prepare(self) -> None:
+        """Checks that need the loaded policy, before the optimiser exists."""
+
+    def _optimizer_settings(self):
+        """The settings block holding ``learning_rate`` and ``weight_decay``."""
+        raise NotImplementedError
+
+    def _eval_decoding(self) -> dict:
+        """``max_new_tokens`` / ``max_turns`` / ``max_episode_tokens`` for held-out evaluation."""
+        raise NotImplementedError
+
+    def _postfix(self, m: dict) -> dict:
+        """What the progress bar shows after a step."""
+        return {}
+
+    def _summary_of_steps(self, h: list[dict], k: int) -> dict:
+        """Summary fields from the step metrics (first and last ``k`` steps)."""
+        return {}
+
+    def step(self) -> dict:
+        raise NotImplementedError
+
     # ------------------------------------------------------------------------------------------
     # 1. data order
     # ------------------------------------------------------------------------------------------
     def _order(self, epoch: int) -> list[int]:
-        """The seeded prompt order of ``epoch`` (computed once per epoch)."""
+        """The seeded row order of ``epoch`` (computed once per epoch)."""
         if self._order_cache[0] != epoch:
-            order = list(range(len(self.task.train)))
+            order = list(range(len(self.pool)))
             random.Random(self.settings.seed * 100_003 + epoch).shuffle(order)
             self._order_cache = (epoch, order)
         return self._order_cache[1]
 
-    def next_rows(self) -> list[dict]:
-        n = len(self.task.train)
+    def next_rows(self, count: int | None = None) -> list[dict]:
+        """The next ``count`` rows of the seeded order (default: a GRPO step's prompts)."""
+        n = len(self.pool)
         rows = []
-        for _ in range(self.settings.grpo.prompts_per_step):
+        for _ in range(count or self.settings.grpo.prompts_per_step):
             epoch, i = divmod(self.data_position, n)
-            rows.append(self.task.train[self._order(epoch)[i]])
+            rows.append(self.pool[self._order(epoch)[i]])
             self.data_position += 1
         return rows
+
+    def _record(self, metrics: dict, traces: list[dict]) -> None:
+        """Keep a step's metrics; log them (and its traces) into the run folder."""
+        self.history.append(metrics)
+        if self.run is not None:
+            self.run.append("traces", traces)
+            self.run.append("metrics", [metrics])
+        for cb in self.callbacks:
+            cb(metrics)
+
+    # ------------------------------------------------------------------------------------------
+    # evaluation
+    # ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, n: int | None = None, *, label: str = "eval", batch_size: int = 100) -> dict:
+        """Greedy held-out accuracy on the first ``n`` test problems (the task's fixed split)."""
+        return evaluate_policy(self.policy, self.task, n=n or self.settings.eval_examples,
+                               label=label, step=self.step_count, batch_size=batch_size,
+                               run=self.run, **self._eval_decoding())
+
+    # ------------------------------------------------------------------------------------------
+    # checkpoints
+    # ------------------------------------------------------------------------------------------
+    def save_checkpoint(self) -> Path | None:
+        if self.run is None:
+            return None
+        tmp = self.run.new_checkpoint_dir(self.step_count)
+        save_policy_weights(self.policy, tmp / "weights")
+        torch.save({"optimizer": self.optimizer.state_dict(),
+                    "torch_rng": torch.random.get_rng_state(),
+                    "sampling_rng": self.generator.get_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                    "python_rng": random.getstate()}, tmp / "trainer_state.pt")
+        return self.run.commit_checkpoint(tmp, self.step_count, {
+            "data_position": self.data_position, "history_len": len(self.history)})
+
+    def _restore(self, saved: dict) -> None:
+        """Continue from ``self._resume_at`` (checked in ``__init__``): weights, optimiser, RNG
+        states and data position; the logs are cut back to what the checkpoint recorded. A
+        checkpoint whose files do not load falls back to the next older complete one."""
+        run, point = self.run, self._resume_at
+        notes = list(point.notes)
+        for ckpt in [point.checkpoint, *point.older] if point.checkpoint else []:
+            state = run.checkpoint_state(ckpt)
+            try:
+                run.check_logs(state, ckpt.name)
+                blob = torch.load(ckpt / "trainer_state.pt", weights_only=True)
+                load_policy_weights(self.policy, ckpt / "weights")
+                self.optimizer.load_state_dict(blob["optimizer"])
+                data_position = int(state["data_position"])
+            except RunStoreError:
+                raise
+            except Exception as exc:                   # a damaged file: try an older checkpoint
+                notes.append(f"checkpoint {ckpt.name} does not load ({type(exc).__name__}: "
+                             f"{str(exc)[:120]}); trying an older one")
+                continue
+            torch.random.set_rng_state(blob["torch_rng"])
+            self.generator.set_state(blob["sampling_rng"])
+            if blob.get("cuda_rng") is not None and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(blob["cuda_rng"])
+            random.setstate(blob["python_rng"])
+            self.step_count, self.data_position = state["step"], data_position
+            run.truncate_logs(state["log_sizes"])
+            run.mark_latest(ckpt)                     # in case latest.json named another
+            break
+        else:
+            if point.checkpoint is not None:
+                raise RunStoreError(f"no checkpoint of {run.path} loads: {'; '.join(notes)}. "
+                                    "Nothing was changed; start a new run with --out.")
+            run.truncate_logs({})                      # killed before the first checkpoint
+            notes.append("no checkpoint yet: the run starts again from step 0")
+        self.history = run.metrics()
+        (run.path / "summary.json").unlink(missing_ok=True)      # no longer finished
+        if self.settings.to_dict() != saved:           # RESUMABLE changes, e.g. more steps
+            write_json_atomic(run.path / "settings.json", self.settings.to_dict())
+        if self.verbose:
+            for note in notes:
+                _write(f"[workbench] {note}")
+            _write(f"[workbench] resumed {run.path} from step {self.step_count}")
+
+    def close(self) -> None:
+        """Release the run folder's writer lock (also released when the process ends)."""
+        if self.run is not None:
+            self.run.close()
+
+    # ------------------------------------------------------------------------------------------
+    # the whole job
+    # ------------------------------------------------------------------------------------------
+    def train(self, steps: int | None = None, *, progress: bool = True) -> dict:
+        """Evaluate, train to ``steps`` (default settings.steps), evaluate, summarise."""
+        from tqdm.auto import tqdm
+
+        s = self.settings
+        total = steps or s.steps
+        t0 = time.time()
+        evals = {e["label"]: e for e in (self.run.evals() if self.run else [])}
+        before = evals.get("before") or self.evaluate(label="before")
+        bar = tqdm(total=total, initial=self.step_count, desc=self.label, unit="step",
+                   disable=not (progress and self.verbose), dynamic_ncols=True)
+        while self.step_count < total:
+            m = self.step()
+            bar.update(1)
+            bar.set_postfix(**self._postfix(m), refresh=False)
+            if s.eval_every and self.step_count % s.eval_every == 0 and self.step_count < total:
+                result = self.evaluate(min(s.eval_every_examples, s.eval_examples) or None,
+                                       label=f"step-{self.step_count}")
+                for cb in self.callbacks:                  # e.g. the dashboard's held-out dots
+                    if hasattr(cb, "on_eval"):
+                        cb.on_eval(result)
+            if self.step_count % s.checkpoint_every == 0 or self.step_count == total:
+                self.save_checkpoint()
+        bar.close()
+        after = self.evaluate(label="after")
+        return self._summarise(before, after, time.time() - t0)
+
+    def _summarise(self, before: dict, after: dict, seconds: float) -> dict:
+        h = self.history
+        k = max(1, min(10, len(h) // 5))
+        summary = {
+            "model": self.settings.model.model, "tier": self.policy.tier, "task": self.task.name,
+            "accuracy_before": before["accuracy"], "accuracy_after": after["accuracy"],
+            "steps": self.step_count, "seconds": round(seconds, 2),
+            "training_seconds": round(sum(m["step_seconds"] for m in h), 2),
+            "mean_step_seconds": round(sum(m["step_seconds"] for m in h) / max(1, len(h)), 4),
+            **self._summary_of_steps(h, k),
+            "eval_examples": after["n"], "seed": self.settings.seed,
+            "trainable_parameters": self.policy.trainable_parameters,
+        }
+        if self.run is not None:
+            self.run.write_summary(summary)
+            self._save_plot()
+        return summary
+
+    def _save_plot(self) -> None:
+        """The run's picture, written when it finishes."""
+
+
+class GRPOTrainer(TrainingLoop):
+    """GRPO on one policy and one task, logging into a run folder (see ``TrainingLoop``)."""
+
+    def _prepare(self) -> None:
+        self.prompt_tokens = None
+        if self.device.type == "cuda":                  # refuse now, not at step 600
+            self.prompt_tokens = longest_prompt_tokens(self.tokenizer, self.task.train["prompt"])
+            self.memory_estimate = preflight(self.settings, self.policy,
+                                             prompt_tokens=self.prompt_tokens,
+                                             verbose=self.verbose)
+
+    def _optimizer_settings(self):
+        return self.settings.grpo
+
+    def _eval_decoding(self) -> dict:
+        g = self.settings.grpo
+        return {"max_new_tokens": g.max_new_tokens, "max_turns": g.max_turns,
+                "max_episode_tokens": g.max_episode_tokens}
+
+    def _postfix(self, m: dict) -> dict:
+        return {"reward": f"{m['reward_mean']:.2f}",
+                "acc": f"{m['accuracy']:.2f}" if m["accuracy"] is not None else "-",
+                "len": f"{m['completion_length']:.0f}"}
+
+    def _save_plot(self) -> None:
+        from .plots import save_run_plot
+
+        save_run_plot(self.run, self.run.path / "rewards.png")
+
+    def _summary_of_steps(self, h: list[dict], k: int) -> dict:
+        return {"reward_first": sum(m["reward_mean"] for m in h[:k]) / k if h else None,
+                "reward_last": sum(m["reward_mean"] for m in h[-k:]) / k if h else None}
 
     # ------------------------------------------------------------------------------------------
     # log-probs of completions under the current (or reference) model
@@ -194,13 +396,7 @@ class GRPOTrainer:
             metrics["memory_peak_gib"] = mem.peak / 2**30
             metrics["memory_allocated_gib"] = mem.allocated / 2**30
         self._warn(metrics)
-        traces = self._traces(rows, comps, rewards, advantages)
-        self.history.append(metrics)
-        if self.run is not None:
-            self.run.append("traces", traces)
-            self.run.append("metrics", [metrics])
-        for cb in self.callbacks:
-            cb(metrics)
+        self._record(metrics, self._traces(rows, comps, rewards, advantages))
         return metrics
 
     def _generation_batch(self) -> int:
@@ -318,6 +514,7 @@ class GRPOTrainer:
         m["reward_seconds"] = round(t_reward, 4)
         m["training_seconds"] = round(t_train, 4)
         m["step_seconds"] = round(t_step, 4)
+        m["generated_tokens"] = int(gen_tokens)        # what a token budget counts
         m["generation_tokens_per_second"] = gen_tokens / max(t_gen, 1e-9)
         m["tokens_per_second"] = gen_tokens / max(t_step, 1e-9)
         m["data_position"] = self.data_position
@@ -363,136 +560,6 @@ class GRPOTrainer:
                 m.setdefault("warnings", []).append(text)
                 if self.verbose:
                     _write(f"[workbench] step {m['step']}: {text}")
-
-    # ------------------------------------------------------------------------------------------
-    # evaluation
-    # ------------------------------------------------------------------------------------------
-    @torch.no_grad()
-    def evaluate(self, n: int | None = None, *, label: str = "eval", batch_size: int = 100) -> dict:
-        """Greedy held-out accuracy on the first ``n`` test problems (the task's fixed split)."""
-        g = self.settings.grpo
-        return evaluate_policy(self.policy, self.task, n=n or self.settings.eval_examples,
-                               max_new_tokens=g.max_new_tokens, label=label,
-                               step=self.step_count, batch_size=batch_size, run=self.run,
-                               max_turns=g.max_turns, max_episode_tokens=g.max_episode_tokens)
-
-    # ------------------------------------------------------------------------------------------
-    # checkpoints
-    # ------------------------------------------------------------------------------------------
-    def save_checkpoint(self) -> Path | None:
-        if self.run is None:
-            return None
-        tmp = self.run.new_checkpoint_dir(self.step_count)
-        save_policy_weights(self.policy, tmp / "weights")
-        torch.save({"optimizer": self.optimizer.state_dict(),
-                    "torch_rng": torch.random.get_rng_state(),
-                    "sampling_rng": self.generator.get_state(),
-                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                    "python_rng": random.getstate()}, tmp / "trainer_state.pt")
-        return self.run.commit_checkpoint(tmp, self.step_count, {
-            "data_position": self.data_position, "history_len": len(self.history)})
-
-    def _restore(self, saved: dict) -> None:
-        """Continue from ``self._resume_at`` (checked in ``__init__``): weights, optimiser, RNG
-        states and data position; the logs are cut back to what the checkpoint recorded. A
-        checkpoint whose files do not load falls back to the next older complete one."""
-        run, point = self.run, self._resume_at
-        notes = list(point.notes)
-        for ckpt in [point.checkpoint, *point.older] if point.checkpoint else []:
-            state = run.checkpoint_state(ckpt)
-            try:
-                run.check_logs(state, ckpt.name)
-                blob = torch.load(ckpt / "trainer_state.pt", weights_only=True)
-                load_policy_weights(self.policy, ckpt / "weights")
-                self.optimizer.load_state_dict(blob["optimizer"])
-                data_position = int(state["data_position"])
-            except RunStoreError:
-                raise
-            except Exception as exc:                   # a damaged file: try an older checkpoint
-                notes.append(f"checkpoint {ckpt.name} does not load ({type(exc).__name__}: "
-                             f"{str(exc)[:120]}); trying an older one")
-                continue
-            torch.random.set_rng_state(blob["torch_rng"])
-            self.generator.set_state(blob["sampling_rng"])
-            if blob.get("cuda_rng") is not None and torch.cuda.is_available():
-                torch.cuda.set_rng_state_all(blob["cuda_rng"])
-            random.setstate(blob["python_rng"])
-            self.step_count, self.data_position = state["step"], data_position
-            run.truncate_logs(state["log_sizes"])
-            run.mark_latest(ckpt)                     # in case latest.json named another
-            break
-        else:
-            if point.checkpoint is not None:
-                raise RunStoreError(f"no checkpoint of {run.path} loads: {'; '.join(notes)}. "
-                                    "Nothing was changed; start a new run with --out.")
-            run.truncate_logs({})                      # killed before the first checkpoint
-            notes.append("no checkpoint yet: the run starts again from step 0")
-        self.history = run.metrics()
-        (run.path / "summary.json").unlink(missing_ok=True)      # no longer finished
-        if self.settings.to_dict() != saved:           # RESUMABLE changes, e.g. more steps
-            write_json_atomic(run.path / "settings.json", self.settings.to_dict())
-        if self.verbose:
-            for note in notes:
-                _write(f"[workbench] {note}")
-            _write(f"[workbench] resumed {run.path} from step {self.step_count}")
-
-    def close(self) -> None:
-        """Release the run folder's writer lock (also released when the process ends)."""
-        if self.run is not None:
-            self.run.close()
-
-    # ------------------------------------------------------------------------------------------
-    # the whole job
-    # ------------------------------------------------------------------------------------------
-    def train(self, steps: int | None = None, *, progress: bool = True) -> dict:
-        """Evaluate, run GRPO to ``steps`` (default settings.steps), evaluate, summarise."""
-        from tqdm.auto import tqdm
-
-        s = self.settings
-        total = steps or s.steps
-        t0 = time.time()
-        evals = {e["label"]: e for e in (self.run.evals() if self.run else [])}
-        before = evals.get("before") or self.evaluate(label="before")
-        bar = tqdm(total=total, initial=self.step_count, desc="GRPO", unit="step",
-                   disable=not (progress and self.verbose), dynamic_ncols=True)
-        while self.step_count < total:
-            m = self.step()
-            bar.update(1)
-            bar.set_postfix(reward=f"{m['reward_mean']:.2f}",
-                            acc=f"{m['accuracy']:.2f}" if m["accuracy"] is not None else "-",
-                            len=f"{m['completion_length']:.0f}", refresh=False)
-            if s.eval_every and self.step_count % s.eval_every == 0 and self.step_count < total:
-                result = self.evaluate(min(s.eval_every_examples, s.eval_examples) or None,
-                                       label=f"step-{self.step_count}")
-                for cb in self.callbacks:                  # e.g. the dashboard's held-out dots
-                    if hasattr(cb, "on_eval"):
-                        cb.on_eval(result)
-            if self.step_count % s.checkpoint_every == 0 or self.step_count == total:
-                self.save_checkpoint()
-        bar.close()
-        after = self.evaluate(label="after")
-        return self._summarise(before, after, time.time() - t0)
-
-    def _summarise(self, before: dict, after: dict, seconds: float) -> dict:
-        h = self.history
-        k = max(1, min(10, len(h) // 5))
-        summary = {
-            "model": self.settings.model.model, "tier": self.policy.tier, "task": self.task.name,
-            "accuracy_before": before["accuracy"], "accuracy_after": after["accuracy"],
-            "steps": self.step_count, "seconds": round(seconds, 2),
-            "training_seconds": round(sum(m["step_seconds"] for m in h), 2),
-            "mean_step_seconds": round(sum(m["step_seconds"] for m in h) / max(1, len(h)), 4),
-            "reward_first": sum(m["reward_mean"] for m in h[:k]) / k if h else None,
-            "reward_last": sum(m["reward_mean"] for m in h[-k:]) / k if h else None,
-            "eval_examples": after["n"], "seed": self.settings.seed,
-            "trainable_parameters": self.policy.trainable_parameters,
-        }
-        if self.run is not None:
-            from .plots import save_run_plot
-
-            self.run.write_summary(summary)
-            save_run_plot(self.run, self.run.path / "rewards.png")
-        return summary
 
 
 def length_pieces(lengths: torch.Tensor, *, max_pieces: int = 4,
@@ -584,8 +651,7 @@ def evaluate_policy(policy: Policy, task: Task, *, n: int = 200, max_new_tokens:
     task; ``max_turns`` None = the environment's own limit), scored at its end.
     """
     test = task.test.select(range(min(n, len(task.test))))
-    answer_fn = next((f for f, name in zip(task.reward_funcs, task.component_names)
-                      if name == "answer"), task.reward_funcs[0])
+    answer_fn = answer_reward_of(task)
     texts, correct, turns = [], [], []
     for i in range(0, len(test), batch_size):
         rows = [test[j] for j in range(i, min(i + batch_size, len(test)))]
@@ -618,11 +684,17 @@ def train(settings: TrainSettings | None = None, out: str | Path | None = None, 
     ``resume=True`` continues the run in ``out`` with its own settings; ``steps`` (or settings
     that differ only in ``settings.RESUMABLE`` fields) extends it, anything else is refused.
     """
+    return run_job(GRPOTrainer, settings, out, resume=resume, steps=steps, **kwargs)
+
+
+def run_job(loop: type[TrainingLoop], settings=None, out: str | Path | None = None, *,
+            resume: bool = False, steps: int | None = None, **kwargs) -> dict:
+    """Train ``loop`` (``GRPOTrainer``, ``SFTTrainer``) to the end and release its folder."""
     if steps is not None:
-        base = settings or (TrainSettings.from_dict(Run.open(out).settings) if resume
-                            else TrainSettings())
+        kind = loop.settings_type
+        base = settings or (kind.from_dict(Run.open(out).settings) if resume else kind())
         settings = replace(base, steps=steps)
-    trainer = GRPOTrainer(settings, out, resume=resume, **kwargs)
+    trainer = loop(settings, out, resume=resume, **kwargs)
     try:
         return trainer.train()
     finally:
