@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", help="sum (default) | linear | code (RLEF: 3-turn episodes with "
-                   "execution feedback) | gsm8k:PATH | math:PATH")
+                   "execution feedback) | search (BM25 search tool on a generated world) | "
+                   "gsm8k:PATH | math:PATH")
     p.add_argument("--model", help="'tiny' (default), a local folder or a hub id")
     p.add_argument("--tier", choices=["auto", "unsloth", "bnb4", "plain"])
     p.add_argument("--max-new-tokens", type=int, help="tokens per model turn")
@@ -93,6 +94,10 @@ def settings_from_args(args, base=None):
             g = replace(g, generation_batch_size=g.group_size * g.prompts_per_step)
     if t.name == "code" and g.max_episode_tokens is None:    # execution feedback is long
         from .envs.code import EPISODE_TOKENS
+
+        g = replace(g, max_episode_tokens=EPISODE_TOKENS)
+    if t.name == "search" and g.max_episode_tokens is None:  # search results are long
+        from .envs.search import EPISODE_TOKENS
 
         g = replace(g, max_episode_tokens=EPISODE_TOKENS)
     top = {}

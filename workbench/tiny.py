@@ -80,6 +80,8 @@ class TinySpec:
             if fields[name] == _DEFAULTS[name]:
                 del fields[name]
         extra = [_feedback_fingerprint()] if self.repair_fraction else []
+        if "search" in self.tasks:                  # the corpus holds search results
+            extra.append(_search_fingerprint())
         blob = json.dumps([FORMAT_VERSION, fields] + extra, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -93,6 +95,10 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TinySpec)}
 TASK_SPECS: dict[str, TinySpec] = {
     "code": TinySpec(tasks=("code",), worked_fraction=0.25, corpus_size=6000,
                      repair_fraction=0.2, fix_fraction=0.6, pretrain_steps=450, batch_size=32),
+    # search: episodes with their real <information> results (~43 tokens an example); a step
+    # costs about what a default one does, so 220 steps keep the build near 60 s on 2 cores
+    "search": TinySpec(tasks=("search",), worked_fraction=0.35, corpus_size=6000,
+                       pretrain_steps=220, batch_size=32),
 }
 
 
@@ -114,6 +120,22 @@ def _feedback_fingerprint() -> str:
     src = "".join(inspect.getsource(f) for f in (execution_feedback, code.clean_feedback,
                                                  code.CodeFeedbackEnv.feedback))
     return hashlib.sha256((src + repr(code.FEEDBACK_CHARS)).encode()).hexdigest()[:12]
+
+
+def _search_fingerprint() -> str:
+    """A hash of what writes the search corpus (the world, its documents, the observations), so
+    a change to how a search result reads rebuilds the model that learned to read it."""
+    import inspect
+
+    from .envs import search
+
+    parts = [inspect.getsource(f) for f in (
+        search.make_world, search.document, search.question, search.lookups, search.gold,
+        search.episode_text, search.guess, search.observe, search.cap, search.SearchIndex,
+        search.SearchEnv.run_tool)]
+    parts.append(repr((search.KINDS, search.FIRST, search.LAST, search.CITIES, search.CO_HEAD,
+                       search.CO_TAIL, search.WORLD_SEED, search.TOP_K)))
+    return hashlib.sha256("".join(parts).encode()).hexdigest()[:12]
 
 
 def cache_root() -> Path:
