@@ -214,3 +214,50 @@ def test_search_spec_has_its_own_key_and_the_default_key_is_unchanged():
 
     assert TinySpec().key() == "ee321b7a5d9c"
     assert tiny_spec_for("search").key() != TinySpec(tasks=("search",)).key() != TinySpec().key()
+
+
+class _Never(SearchEnv):
+    """Every turn gets an observation (the sum model never writes a tag): env tokens guaranteed."""
+
+    def step(self, text):
+        from workbench.envs import Step
+
+        return Step(feedback=" <information>no results</information>", done=False, info={})
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_the_masking_switch_decides_whether_environment_tokens_get_gradient(
+        tiny_policy, monkeypatch, masked):
+    import torch
+
+    import workbench.trainer as tr
+    from workbench.grpo import grpo_loss
+    from workbench.rollouts import sample_episodes
+    from workbench.settings import GRPOSettings, TrainSettings
+
+    rows = [dict(r) for r in get_task("sum").test.select(range(3))]
+    eps = sample_episodes(tiny_policy.model, tiny_policy.tokenizer, rows, env=_Never,
+                          group_size=3, max_new_tokens=12, max_turns=3, max_episode_tokens=60,
+                          generator=torch.Generator().manual_seed(0))
+    env_tok = (eps.completion_mask == 1) & (eps.action_mask == 0)
+    assert env_tok.any()
+    g = GRPOSettings(group_size=3, prompts_per_step=3, generation_batch_size=9,
+                     micro_batch_size=9, max_grad_norm=1e9, mask_environment_tokens=masked)
+    trainer = tr.GRPOTrainer(TrainSettings(grpo=g), None, policy=tiny_policy, verbose=False)
+    state = {k: v.clone() for k, v in tiny_policy.model.state_dict().items()}
+    seen = []
+
+    def spy(logps, *a, **k):
+        logps.retain_grad()
+        seen.append(logps)
+        return grpo_loss(logps, *a, **k)
+
+    monkeypatch.setattr(tr, "grpo_loss", spy)
+    trainer.optimizer.step = lambda: None
+    trainer._update(eps, torch.randn(len(eps), generator=torch.Generator().manual_seed(1)))
+    tiny_policy.model.load_state_dict(state)
+    got = torch.zeros(eps.completion_ids.shape)
+    for piece, logps in zip(tr.length_pieces(eps.lengths), seen):
+        got[piece, :logps.shape[1]] = logps.grad
+    assert got[eps.action_mask == 1].ne(0).any()
+    assert got[env_tok].eq(0).all() == masked
