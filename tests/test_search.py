@@ -261,3 +261,49 @@ def test_the_masking_switch_decides_whether_environment_tokens_get_gradient(
         got[piece, :logps.shape[1]] = logps.grad
     assert got[eps.action_mask == 1].ne(0).any()
     assert got[env_tok].eq(0).all() == masked
+
+
+# ---------------------------------------------------------------------------------------------
+# on the tiny search model (built once, ~1 min on 2 cores, then cached)
+# ---------------------------------------------------------------------------------------------
+
+def test_corpus_episodes_hold_the_environment_s_own_observations():
+    """The tiny model's pretraining text shows each search result exactly as SearchEnv gives it,
+    and never a held-out entity."""
+    import dataclasses
+
+    from workbench.tiny import corpus_examples, tiny_spec_for
+
+    corpus = corpus_examples(dataclasses.replace(tiny_spec_for("search"), corpus_size=400))
+    searched = [c for _, c in corpus if "<search>" in c]
+    assert 0.2 * len(corpus) < len(searched) < 0.8 * len(corpus)
+    env = SearchEnv()
+    for c in searched[:50]:
+        call = c[: c.index("</search>") + len("</search>")]
+        assert c.startswith(call + env.step(call).feedback)
+    asked = {p[0]["content"] for p, _ in corpus}
+    held = set(get_task("search", n_train=1).test["question"])
+    assert not asked & held
+
+
+def test_cli_trains_the_search_task(tmp_path):
+    """`train --task search`: multi-turn episodes with their turns in the traces."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "run"
+    res = subprocess.run(
+        [sys.executable, "-m", "workbench", "train", "--task", "search", "--out", str(out),
+         "--steps", "2", "--group-size", "2", "--prompts-per-step", "2", "--eval-examples", "4",
+         "--max-new-tokens", "16", "--threads", "1"],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["task"] == "search" and 0 <= summary["accuracy_before"] <= 1
+    traces = [json.loads(line) for line in (out / "traces.jsonl").read_text().splitlines()]
+    assert len(traces) == 2 * 2 * 2
+    for t in traces:
+        models = [x for x in t["turns"] if x["role"] == "model"]
+        assert 1 <= len(models) <= 4 and "action" in models[0]["info"]
+        assert set(t["components"]) == {"answer", "f1", "format", "retrieval"}

@@ -527,7 +527,7 @@ class SearchTask(SyntheticTask):
     name = "search"
     description = "0-, 1- and 2-hop questions about a generated world; BM25 search tool"
 
-    def __init__(self, top_k: int = 2, tools: bool = True, f1: float = 0.0,
+    def __init__(self, top_k: int = 1, tools: bool = True, f1: float = 0.0,
                  format: float = 0.1, process: float = 0.0):
         if not isinstance(top_k, int) or not 1 <= top_k <= 10:
             raise ValueError(f"top_k={top_k!r}: documents per search, between 1 and 10")

@@ -95,10 +95,11 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TinySpec)}
 TASK_SPECS: dict[str, TinySpec] = {
     "code": TinySpec(tasks=("code",), worked_fraction=0.25, corpus_size=6000,
                      repair_fraction=0.2, fix_fraction=0.6, pretrain_steps=450, batch_size=32),
-    # search: episodes with their real <information> results (~43 tokens an example); a step
-    # costs about what a default one does, so 220 steps keep the build near 60 s on 2 cores
-    "search": TinySpec(tasks=("search",), worked_fraction=0.35, corpus_size=6000,
-                       pretrain_steps=220, batch_size=32),
+    # search: episodes with their real <information> results (~40 tokens an example) on a
+    # narrower model (0.8M parameters), so enough steps fit a build near 60 s on 2 cores
+    "search": TinySpec(tasks=("search",), hidden_size=128, intermediate_size=384,
+                       worked_fraction=0.6, corpus_size=6000, pretrain_steps=380,
+                       batch_size=32),
 }
 
 
@@ -133,6 +134,7 @@ def _search_fingerprint() -> str:
         search.make_world, search.document, search.question, search.lookups, search.gold,
         search.episode_text, search.guess, search.observe, search.cap, search.SearchIndex,
         search.SearchEnv.run_tool)]
+    parts.append(inspect.getsource(_mask_inline_observations))
     parts.append(repr((search.KINDS, search.FIRST, search.LAST, search.CITIES, search.CO_HEAD,
                        search.CO_TAIL, search.WORLD_SEED, search.TOP_K)))
     return hashlib.sha256("".join(parts).encode()).hexdigest()[:12]
@@ -298,7 +300,7 @@ def build_tiny_model(out: str | Path, spec: TinySpec | None = None, *, verbose: 
         seq = tok(text, add_special_tokens=False)["input_ids"]
         n_prompt = len(tok(render_chat(prompt, ""), add_special_tokens=False)["input_ids"]) - 1
         ids.append(seq)
-        labels.append([-100] * n_prompt + seq[n_prompt:])
+        labels.append(_mask_inline_observations(tok, text, [-100] * n_prompt + seq[n_prompt:]))
     info = pretrain(model, ids, labels, spec, pad_id=tok.pad_token_id, verbose=verbose,
                     progress=tqdm)
     model.generation_config = GenerationConfig(
@@ -312,6 +314,24 @@ def build_tiny_model(out: str | Path, spec: TinySpec | None = None, *, verbose: 
     )
     (out / "build_info.json").write_text(json.dumps(info, indent=2))
     return info
+
+
+def _mask_inline_observations(tok, text: str, labels: list[int]) -> list[int]:
+    """``labels`` with the tokens of inline ``<information>...</information>`` spans set to
+    -100: the environment writes them, so -- as in RL -- the model learns to read them, not
+    to produce them (a search result's random year cannot be predicted anyway). Text without
+    such spans (every other task) is returned unchanged."""
+    if "<information>" not in text:
+        return labels
+    spans, at = [], 0
+    while (a := text.find(" <information>", at)) >= 0:
+        b = text.find("</information>", a)
+        b = len(text) if b < 0 else b + len("</information>")
+        spans.append((a, b))
+        at = b
+    offsets = tok(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    return [-100 if any(a <= start < b for a, b in spans) else label
+            for label, (start, _) in zip(labels, offsets)]
 
 
 def pretrain(model, ids: list[list[int]], labels: list[list[int]], spec: TinySpec, *, pad_id: int,

@@ -37,7 +37,7 @@ from . import Environment, Step
 
 TOOLS = ("search", "calc")
 STOPS = tuple(f"</{t}>" for t in (*TOOLS, "answer"))   # a model turn ends at a closing tag
-TOP_K = 2                  # documents per search (Search-R1: 3; 2 keeps the tiny episodes short)
+TOP_K = 1                  # documents per search (Search-R1: 3; 1 keeps tiny episodes short)
 MAX_TURNS = 4              # up to three tool calls, then an answer
 MAX_QUERY_CHARS = 200      # a longer search query is refused
 MAX_CALC_CHARS = 100       # a longer calculator expression is refused
@@ -552,12 +552,6 @@ def guess(world: World, kind: str, name: str, rng: random.Random) -> str:
     return rng.choice(world.people).name
 
 
-__all__ = ["Action", "CalcError", "SearchReport", "search_report", "COMPANY_KINDS", "Company", "KINDS", "PERSON_KINDS", "Person", "SEARCH_REWARDS", "SearchEnv",
-           "SearchIndex", "World", "calculate", "em_reward", "episode_text", "exact_match",
-           "f1_reward", "f1_score", "final_answer", "gold", "hops", "lookups", "make_world",
-           "normalize_answer", "observe", "parse_action", "question", "retrieval_reward",
-           "search_calls", "search_format_reward", "search_weights", "world_index"]
-
 
 # =============================================================================================
 # 7. Measuring an agent: accuracy and search calls by hops
@@ -613,3 +607,11 @@ def search_report(policy, task, *, n: int = 200, tools: bool = True, max_new_tok
         accuracy={h: mean([x for x, _ in v]) for h, v in sorted(by_hops.items())},
         searches={h: mean([c for _, c in v]) for h, v in sorted(by_hops.items())},
         retrieved_gold=mean(gold_seen))
+
+
+__all__ = ["Action", "CalcError", "COMPANY_KINDS", "Company", "KINDS", "PERSON_KINDS", "Person",
+           "SEARCH_REWARDS", "SearchEnv", "SearchIndex", "SearchReport", "World", "calculate",
+           "em_reward", "episode_text", "exact_match", "f1_reward", "f1_score", "final_answer",
+           "gold", "hops", "lookups", "make_world", "normalize_answer", "observe", "parse_action",
+           "question", "retrieval_reward", "search_calls", "search_format_reward",
+           "search_report", "search_weights", "world_index"]
