@@ -153,7 +153,8 @@ def test_parse_action_takes_the_first_closed_call():
     assert parse_action("<search> Nora Vale</search> <answer>1</answer>").content == "Nora Vale"
     assert parse_action("I think <answer> 1961 </answer>").content == "1961"
     assert parse_action("no tags").kind == "none"
-    assert parse_action("<search>x").error.endswith("never closed with </search>")
+    assert parse_action("<search>x").error == "the search call is never closed"
+    assert parse_action("<search></search>").error == "empty search call"
     long = parse_action("<calc>" + "1+" * MAX_CALC_CHARS + "1</calc>")
     assert long.kind == "calc"
     with pytest.raises(CalcError, match="too long"):

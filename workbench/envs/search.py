@@ -319,19 +319,19 @@ def parse_action(text: str) -> Action:
     if not closes:
         opened = [t for t in (*TOOLS, "answer") if f"<{t}>" in text]
         if opened:
-            return Action("invalid", error=f"<{opened[0]}> is never closed with </{opened[0]}>")
+            return Action("invalid", error=f"the {opened[0]} call is never closed")
         return Action("none")
     end, tag = min(closes)
     start = text.rfind(f"<{tag}>", 0, end)
     if start < 0:
-        return Action("invalid", error=f"</{tag}> without <{tag}>")
+        return Action("invalid", error=f"a closing {tag} tag without an opening one")
     content = text[start + len(tag) + 2:end]
     if "<" in content or ">" in content:
         return Action("invalid", content=content[:40],
-                      error=f"<{tag}> cannot hold another tag")
+                      error=f"a {tag} call cannot hold another tag")
     content = content.strip()
     if not content:
-        return Action("invalid", error=f"empty <{tag}></{tag}>")
+        return Action("invalid", error=f"empty {tag} call")
     return Action(tag, content)
 
 
@@ -559,11 +559,11 @@ def guess(world: World, kind: str, name: str, rng: random.Random) -> str:
 
 @dataclass(frozen=True)
 class SearchReport:
-    """Greedy episodes on held-out questions, summarised by how many look-ups they need.
+    """Episodes on held-out questions, summarised by how many look-ups they need.
 
     ``accuracy[h]`` / ``searches[h]``: exact-match rate and mean search calls on the ``h``-hop
-    questions (h = 0, 1, 2); ``overall`` is the accuracy on all ``n``; ``tools`` says whether
-    the search tool answered (False: every call got "no results").
+    questions (h = 0, 1, 2); ``overall`` is the accuracy on all ``n`` episodes; ``tools`` says
+    whether the search tool answered (False: every call got "no results").
     """
 
     n: int
@@ -576,10 +576,14 @@ class SearchReport:
 
 def search_report(policy, task, *, n: int = 200, tools: bool = True, max_new_tokens: int = 24,
                   max_episode_tokens: int = EPISODE_TOKENS, batch_size: int = 100,
+                  temperature: float = 0.0, samples: int = 1, seed: int = 0,
                   device=None) -> SearchReport:
-    """Run one greedy episode per held-out question of ``task`` (the first ``n``) with the
-    search tool on (``tools``) or off, and summarise by hops."""
+    """Run episodes on the held-out questions of ``task`` (the first ``n``) with the search
+    tool on (``tools``) or off, and summarise by hops: one greedy episode per question by
+    default, or ``samples`` episodes at ``temperature`` (what RL samples from)."""
     from functools import partial
+
+    import torch
 
     from ..rewards import reward_inputs
     from ..rollouts import sample_episodes
@@ -590,20 +594,21 @@ def search_report(policy, task, *, n: int = 200, tools: bool = True, max_new_tok
     hits, calls, gold_seen = [], [], []
     for i in range(0, len(rows), batch_size):
         part = rows[i:i + batch_size]
-        comps = sample_episodes(policy.model, policy.tokenizer, part, env=env, group_size=1,
-                                max_new_tokens=max_new_tokens,
-                                max_episode_tokens=max_episode_tokens, temperature=0.0,
+        comps = sample_episodes(policy.model, policy.tokenizer, part, env=env,
+                                group_size=samples, max_new_tokens=max_new_tokens,
+                                max_episode_tokens=max_episode_tokens, temperature=temperature,
+                                generator=torch.Generator().manual_seed(seed + i),
                                 device=device or policy.device)
         prompts, completions, cols = reward_inputs(part, comps)
         hits += em_reward(prompts, completions, **cols)
         gold_seen += retrieval_reward(prompts, completions, **cols)
         calls += [search_calls(t) for t in comps.turns]
     by_hops = {}
-    for r, hit, c in zip(rows, hits, calls):
+    for r, hit, c in zip((r for r in rows for _ in range(samples)), hits, calls):
         by_hops.setdefault(r["hops"], []).append((hit, c))
     mean = lambda xs: sum(xs) / max(1, len(xs))                          # noqa: E731
     return SearchReport(
-        n=len(rows), tools=tools, overall=mean(hits),
+        n=len(hits), tools=tools, overall=mean(hits),
         accuracy={h: mean([x for x, _ in v]) for h, v in sorted(by_hops.items())},
         searches={h: mean([c for _, c in v]) for h, v in sorted(by_hops.items())},
         retrieved_gold=mean(gold_seen))
