@@ -113,8 +113,11 @@ def rl_run(seed: int, *, masked: bool, steps: int, threads: int, n_eval: int) ->
     before = {"tools": report(True), "no_tools": report(False)}
     summary = trainer.train(progress=False)
     after = {"tools": report(True), "no_tools": report(False)}
+    seconds = round(time.time() - t0, 1)
+    # the trained model searches where the base model answered at once: throughput again
     return {"seed": seed, "masked": masked, "before": before, "after": after,
-            "summary": summary, "seconds": round(time.time() - t0, 1)}
+            "summary": summary, "seconds": seconds,
+            "throughput_after": throughput(trainer.policy, trainer.task, rows=32, repeats=1)}
 
 
 def main() -> None:

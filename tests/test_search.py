@@ -308,3 +308,15 @@ def test_cli_trains_the_search_task(tmp_path):
         models = [x for x in t["turns"] if x["role"] == "model"]
         assert 1 <= len(models) <= 4 and "action" in models[0]["info"]
         assert set(t["components"]) == {"answer", "f1", "format", "retrieval"}
+
+
+def test_command_line_switches_masking_off():
+    from workbench.__main__ import _parser, settings_from_args
+
+    args = _parser().parse_args(["train", "--task", "search", "--out", "x",
+                                 "--unmask-environment-tokens"])
+    s = settings_from_args(args)
+    assert s.grpo.mask_environment_tokens is False and s.grpo.max_episode_tokens == 160
+    default = settings_from_args(_parser().parse_args(["train", "--out", "x"]))
+    assert default.grpo.mask_environment_tokens is True
+

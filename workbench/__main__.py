@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 25)")
     t.add_argument("--eval-examples", type=int, help="held-out problems evaluated (default 200)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    t.add_argument("--unmask-environment-tokens", action="store_true",
+                   help="train on environment tokens too (Search-R1's ablation; default: masked)")
 
     e = sub.add_parser("eval", help="held-out greedy accuracy of a model")
     _common(e)
@@ -87,6 +89,8 @@ def settings_from_args(args, base=None):
         value = getattr(args, flag, None)
         if value is not None:
             g = replace(g, **{field: value})
+    if getattr(args, "unmask_environment_tokens", False):
+        g = replace(g, mask_environment_tokens=False)
     if g.group_size > 0 and g.prompts_per_step > 0:     # else validation says what is wrong
         if g.group_size * g.prompts_per_step % g.micro_batch_size:
             g = replace(g, micro_batch_size=g.group_size * g.prompts_per_step)
