@@ -95,8 +95,9 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TinySpec)}
 TASK_SPECS: dict[str, TinySpec] = {
     "code": TinySpec(tasks=("code",), worked_fraction=0.25, corpus_size=6000,
                      repair_fraction=0.2, fix_fraction=0.6, pretrain_steps=450, batch_size=32),
-    # search: episodes with their real <information> results (~40 tokens an example) on a
-    # narrower model (0.8M parameters), so enough steps fit a build near 60 s on 2 cores
+    # search: episodes with their real <information> results (~44 tokens an example) on a
+    # narrower model (0.85M parameters): a step costs 0.55-0.62 of a default one, so the build
+    # is about 60-70 s on 2 quiet cores (measured as a ratio; see benchmarks/README.md)
     "search": TinySpec(tasks=("search",), hidden_size=128, intermediate_size=384,
                        worked_fraction=0.6, corpus_size=6000, pretrain_steps=380,
                        batch_size=32),
