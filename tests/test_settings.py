@@ -104,6 +104,7 @@ BAD = {                         # field -> values validate_settings must refuse
     "grpo.micro_batch_size": [0, 48, -64],
     "grpo.max_turns": [0, -2, 1.5],
     "grpo.max_episode_tokens": [0, -1, "64"],
+    "grpo.mask_environment_tokens": ["no", 0, None],
     "steps": [0, -10, 1.5],
     "seed": [-1, 2**64, "0"],
     "checkpoint_every": [0, -1],

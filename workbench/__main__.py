@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default 25)")
     t.add_argument("--eval-examples", type=int, help="held-out problems evaluated (default 200)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    t.add_argument("--unmask-environment-tokens", action="store_true",
+                   help="train on environment tokens too (Search-R1's ablation; default: masked)")
 
     e = sub.add_parser("eval", help="held-out greedy accuracy of a model")
     _common(e)
@@ -55,7 +57,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", help="sum (default) | linear | code (RLEF: 3-turn episodes with "
-                   "execution feedback) | gsm8k:PATH | math:PATH")
+                   "execution feedback) | search (BM25 search tool on a generated world) | "
+                   "gsm8k:PATH | math:PATH")
     p.add_argument("--model", help="'tiny' (default), a local folder or a hub id")
     p.add_argument("--tier", choices=["auto", "unsloth", "bnb4", "plain"])
     p.add_argument("--max-new-tokens", type=int, help="tokens per model turn")
@@ -90,6 +93,8 @@ def settings_from_args(args, base=None):
         value = getattr(args, flag, None)
         if value is not None:
             g = replace(g, **{field: value})
+    if getattr(args, "unmask_environment_tokens", False):
+        g = replace(g, mask_environment_tokens=False)
     if g.group_size > 0 and g.prompts_per_step > 0:     # else validation says what is wrong
         if g.group_size * g.prompts_per_step % g.micro_batch_size:
             g = replace(g, micro_batch_size=g.group_size * g.prompts_per_step)
@@ -97,6 +102,10 @@ def settings_from_args(args, base=None):
             g = replace(g, generation_batch_size=g.group_size * g.prompts_per_step)
     if t.name == "code" and g.max_episode_tokens is None:    # execution feedback is long
         from .envs.code import EPISODE_TOKENS
+
+        g = replace(g, max_episode_tokens=EPISODE_TOKENS)
+    if t.name == "search" and g.max_episode_tokens is None:  # search results are long
+        from .envs.search import EPISODE_TOKENS
 
         g = replace(g, max_episode_tokens=EPISODE_TOKENS)
     top = {}

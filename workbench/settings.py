@@ -70,6 +70,8 @@ class GRPOSettings:
     max_turns: int | None = None    # model turns per episode; None = the task environment's own
     max_episode_tokens: int | None = None  # model + environment tokens after the prompt, per
                                     # episode; None = max_new_tokens * turns (1 turn: max_new_tokens)
+    mask_environment_tokens: bool = True  # environment tokens (tool results, feedback) get no
+                                    # loss/KL/entropy; False = Search-R1's unmasked ablation
 
 
 class _RunSettings:

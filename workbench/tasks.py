@@ -511,8 +511,95 @@ class CodeTask(SyntheticTask):
             return list(pool.map(run, plans))
 
 
+class SearchTask(SyntheticTask):
+    """Questions about a generated world, answered with a search tool (``workbench.envs.search``).
+
+    ``When was the founder of Quillco born?`` -> ``1931``: 0-hop questions carry their fact,
+    1-hop ones need one look-up, 2-hop ones two. Episodes run in ``SearchEnv``: the model
+    writes ``<search>...</search>`` and reads `` <information>...</information>``, then
+    ``<answer>...</answer>``. Worked solutions are careful episodes (each look-up and its real
+    result); direct ones answer at once, right only by luck. Held-out questions are about a
+    fixed fifth of the world's people and companies. Knobs: ``top_k`` (documents per search),
+    ``tools`` (False: every call returns "no results" -- the no-tools baseline), ``f1`` /
+    ``format`` / ``process`` (reward weights; see ``search_weights``).
+    """
+
+    name = "search"
+    description = "0-, 1- and 2-hop questions about a generated world; BM25 search tool"
+
+    def __init__(self, top_k: int = 1, tools: bool = True, f1: float = 0.0,
+                 format: float = 0.1, process: float = 0.0):
+        if not isinstance(top_k, int) or not 1 <= top_k <= 10:
+            raise ValueError(f"top_k={top_k!r}: documents per search, between 1 and 10")
+        for knob, w in (("f1", f1), ("format", format), ("process", process)):
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 10:
+                raise ValueError(f"{knob}={w!r}: a reward weight between 0 and 10")
+        super().__init__(top_k=top_k, tools=tools, f1=f1, format=format, process=process)
+        from .envs.search import make_world
+
+        self.top_k, self.tools, self.weights = top_k, bool(tools), dict(f1=f1, format=format,
+                                                                         process=process)
+        self.world = make_world()
+
+    def _problems(self, held_out: bool) -> list[tuple]:
+        from .envs.search import COMPANY_KINDS, PERSON_KINDS
+
+        w = self.world
+        return [(k, e.name) for group, kinds in ((w.people, PERSON_KINDS),
+                                                 (w.companies, COMPANY_KINDS))
+                for e in group if (e.name in w.held_out) == held_out for k in kinds]
+
+    def sample_problem(self, rng):
+        problems = self.__dict__.setdefault("_train", self._problems(held_out=False))
+        return rng.choice(problems)
+
+    def split(self, n_train, n_test):
+        test = self._problems(held_out=True)
+        random.Random(TASK_SEED).shuffle(test)
+        rng = random.Random(TASK_SEED + 1)
+        train = [self.sample_problem(rng) for _ in range(n_train)]
+        return train, test[:n_test], set(test)
+
+    def question(self, p):
+        from .envs.search import question
+
+        return question(self.world, *p)
+
+    def gold(self, p):
+        from .envs.search import gold
+
+        return gold(self.world, *p)
+
+    def row(self, p):
+        from .envs.search import hops
+
+        return {**super().row(p), "kind": p[0], "hops": hops(p[0])}
+
+    def solution(self, p, style="worked", rng=None):
+        from .envs.search import episode_text, guess
+
+        if style == "direct":
+            return f"<answer> {guess(self.world, *p, rng or random.Random(0))}</answer>"
+        if style != "worked":
+            raise ValueError(f"style must be 'worked' or 'direct', got {style!r}")
+        return episode_text(self.world, *p, top_k=self.top_k)
+
+    def rewards(self):
+        from .envs.search import SEARCH_REWARDS, search_weights
+
+        return SEARCH_REWARDS, search_weights(**self.weights)
+
+    def environment(self):
+        from functools import partial
+
+        from .envs.search import SearchEnv
+
+        return partial(SearchEnv, top_k=self.top_k, tools=self.tools)
+
+
 TASKS: dict[str, type[SyntheticTask]] = {"sum": SumTask, "linear": LinearTask, "code": CodeTask,
-                                         "reach": ReachTask, "sum_bilingual": BilingualSumTask}
+                                         "reach": ReachTask, "sum_bilingual": BilingualSumTask,
+                                         "search": SearchTask}
 _SYNTH_REWARDS = (answer_reward, _named(tag_format_reward, "format_reward"))
 
 

@@ -80,6 +80,8 @@ class TinySpec:
             if fields[name] == _DEFAULTS[name]:
                 del fields[name]
         extra = [_feedback_fingerprint()] if self.repair_fraction else []
+        if "search" in self.tasks:                  # the corpus holds search results
+            extra.append(_search_fingerprint())
         blob = json.dumps([FORMAT_VERSION, fields] + extra, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -93,6 +95,12 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TinySpec)}
 TASK_SPECS: dict[str, TinySpec] = {
     "code": TinySpec(tasks=("code",), worked_fraction=0.25, corpus_size=6000,
                      repair_fraction=0.2, fix_fraction=0.6, pretrain_steps=450, batch_size=32),
+    # search: episodes with their real <information> results (~44 tokens an example) on a
+    # narrower model (0.85M parameters): a step costs 0.55-0.62 of a default one, so the build
+    # is about 60-70 s on 2 quiet cores (measured as a ratio; see benchmarks/README.md)
+    "search": TinySpec(tasks=("search",), hidden_size=128, intermediate_size=384,
+                       worked_fraction=0.6, corpus_size=6000, pretrain_steps=380,
+                       batch_size=32),
 }
 
 
@@ -114,6 +122,23 @@ def _feedback_fingerprint() -> str:
     src = "".join(inspect.getsource(f) for f in (execution_feedback, code.clean_feedback,
                                                  code.CodeFeedbackEnv.feedback))
     return hashlib.sha256((src + repr(code.FEEDBACK_CHARS)).encode()).hexdigest()[:12]
+
+
+def _search_fingerprint() -> str:
+    """A hash of what writes the search corpus (the world, its documents, the observations), so
+    a change to how a search result reads rebuilds the model that learned to read it."""
+    import inspect
+
+    from .envs import search
+
+    parts = [inspect.getsource(f) for f in (
+        search.make_world, search.document, search.question, search.lookups, search.gold,
+        search.episode_text, search.guess, search.observe, search.cap, search.SearchIndex,
+        search.SearchEnv.run_tool)]
+    parts.append(inspect.getsource(_mask_inline_observations))
+    parts.append(repr((search.KINDS, search.FIRST, search.LAST, search.CITIES, search.CO_HEAD,
+                       search.CO_TAIL, search.WORLD_SEED, search.TOP_K)))
+    return hashlib.sha256("".join(parts).encode()).hexdigest()[:12]
 
 
 def cache_root() -> Path:
@@ -276,7 +301,7 @@ def build_tiny_model(out: str | Path, spec: TinySpec | None = None, *, verbose: 
         seq = tok(text, add_special_tokens=False)["input_ids"]
         n_prompt = len(tok(render_chat(prompt, ""), add_special_tokens=False)["input_ids"]) - 1
         ids.append(seq)
-        labels.append([-100] * n_prompt + seq[n_prompt:])
+        labels.append(_mask_inline_observations(tok, text, [-100] * n_prompt + seq[n_prompt:]))
     info = pretrain(model, ids, labels, spec, pad_id=tok.pad_token_id, verbose=verbose,
                     progress=tqdm)
     model.generation_config = GenerationConfig(
@@ -290,6 +315,24 @@ def build_tiny_model(out: str | Path, spec: TinySpec | None = None, *, verbose: 
     )
     (out / "build_info.json").write_text(json.dumps(info, indent=2))
     return info
+
+
+def _mask_inline_observations(tok, text: str, labels: list[int]) -> list[int]:
+    """``labels`` with the tokens of inline ``<information>...</information>`` spans set to
+    -100: the environment writes them, so -- as in RL -- the model learns to read them, not
+    to produce them (a search result's random year cannot be predicted anyway). Text without
+    such spans (every other task) is returned unchanged."""
+    if "<information>" not in text:
+        return labels
+    spans, at = [], 0
+    while (a := text.find(" <information>", at)) >= 0:
+        b = text.find("</information>", a)
+        b = len(text) if b < 0 else b + len("</information>")
+        spans.append((a, b))
+        at = b
+    offsets = tok(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    return [-100 if any(a <= start < b for a, b in spans) else label
+            for label, (start, _) in zip(labels, offsets)]
 
 
 def pretrain(model, ids: list[list[int]], labels: list[list[int]], spec: TinySpec, *, pad_id: int,

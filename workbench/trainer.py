@@ -433,7 +433,8 @@ class GRPOTrainer(TrainingLoop):
         lengths = comps.lengths.cpu()                 # row bookkeeping stays on the CPU
         micro = [torch.arange(i, min(i + mb, n)) for i in range(0, n, mb)]
         pieces = [[idx[p] for p in length_pieces(lengths[idx])] for idx in micro]
-        actions = comps.action_mask                   # (N, T) 1 = sampled by the model
+        actions = (comps.action_mask if g.mask_environment_tokens   # (N, T) 1 = trained on:
+                   else comps.completion_mask)        # sampled by the model (or every token)
         n_tokens = float(actions.sum())
         old = ref = None
         if g.num_iterations > 1:                      # the sampling policy, frozen for all passes
