@@ -10,6 +10,7 @@ model with that seed, then measures on the fixed held-out problems of each task:
 
     .venv/bin/python benchmarks/latent.py                       # 3 seeds, 200 problems per task
     .venv/bin/python benchmarks/latent.py --seeds 0 --n-test 50 # quick look
+    .venv/bin/python benchmarks/latent.py --build-cost          # builds, in tiny-step units
 
 Writes ``benchmarks/results/latent.json`` (every number, plus load and build times) and
 ``latent.png``, and prints the tables pasted into benchmarks/README.md.
@@ -75,6 +76,45 @@ def run_seed(seed: int, *, n_test: int, iterations: list[int], threshold: float)
     return out
 
 
+def tiny_step_seconds(steps: int = 8) -> float:
+    """CPU seconds (``process_time``) of one default tiny-model pretraining step."""
+    from transformers import AutoModelForCausalLM
+
+    from workbench.tiny import (TinySpec, corpus_examples, pretrain, render_chat, tiny_config,
+                                train_tokenizer)
+
+    spec = dataclasses.replace(TinySpec(), corpus_size=2000, pretrain_steps=steps)
+    texts = [render_chat(p, c) for p, c in corpus_examples(spec)]
+    tok = train_tokenizer(texts, spec.vocab_size)
+    ids = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    model = AutoModelForCausalLM.from_config(tiny_config(spec, tok))
+    start = time.process_time()
+    pretrain(model, ids, ids, spec, pad_id=tok.pad_token_id, verbose=False)
+    return (time.process_time() - start) / steps
+
+
+def build_cost() -> dict:
+    """CPU seconds of each default latent build (into a temporary folder, nothing cached) in
+    units of a default tiny pretraining step timed in the same process before and after."""
+    import tempfile
+
+    from workbench.latent.coconut import build_coconut_models
+    from workbench.latent.recurrent import build_recurrent_model
+
+    before = tiny_step_seconds()
+    with tempfile.TemporaryDirectory(prefix="latent-cost-") as tmp:
+        start = time.process_time()
+        build_coconut_models(Path(tmp) / "coconut", verbose=False)
+        coconut = time.process_time() - start
+        start = time.process_time()
+        build_recurrent_model(Path(tmp) / "recurrent", verbose=False)
+        recurrent = time.process_time() - start
+    unit = (before + tiny_step_seconds()) / 2
+    return {"tiny_step_s": round(unit, 4), "coconut_s": round(coconut, 1),
+            "recurrent_s": round(recurrent, 1), "coconut_tiny_steps": round(coconut / unit),
+            "recurrent_tiny_steps": round(recurrent / unit), "load_average": os.getloadavg()}
+
+
 def summarise(runs: list[dict]) -> str:
     def cell(values, fmt="{:.3f}"):
         if len(values) == 1:
@@ -137,9 +177,18 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     parser.add_argument("--threshold", type=float, default=5e-4)
     parser.add_argument("--tag", default="")
+    parser.add_argument("--build-cost", action="store_true",
+                        help="only time the two builds against a tiny pretraining step")
     args = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
+
+    if args.build_cost:
+        cost = build_cost()
+        print(json.dumps(cost))
+        (ROOT / "benchmarks" / "results" / "latent-build-cost.json").write_text(
+            json.dumps(cost, indent=1))
+        return
 
     start = time.time()
     results = ROOT / "benchmarks" / "results"

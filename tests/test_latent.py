@@ -11,9 +11,10 @@ import random
 import pytest
 import torch
 
-from workbench.latent.coconut import (BOT, EOT, LATENT, Worked, answer_with_thoughts, collate,
-                                      encode_prompt, forward_with_thoughts, latent_step,
-                                      stage_sequence)
+from workbench.latent.coconut import (BOT, EOT, LATENT, CoconutSpec, Worked, answer_with_thoughts,
+                                      check_node_names, collate, encode_prompt,
+                                      forward_with_thoughts, latent_step, stage_sequence,
+                                      training_problems)
 from workbench.latent.recurrent import RecurrentDepthLM, sample_iterations
 
 
@@ -103,6 +104,18 @@ def test_curriculum_hides_steps_and_masks_all_but_the_visible_tail(small_qwen):
     thoughts.sum().backward()
     assert model.model.embed_tokens.weight.grad.abs().sum() > 0
     model.zero_grad(set_to_none=True)
+
+
+def test_node_names_stay_one_token_at_the_default_vocabulary_only():
+    """A larger BPE merges '>' with frequent node letters, so edges tokenise unevenly."""
+    from workbench.tiny import render_chat, train_tokenizer
+
+    spec = CoconutSpec()
+    drawn = training_problems(spec.writers(), 3000, random.Random(0))
+    texts = [render_chat(w.row(p)["prompt"], w.solution(p)) for w, p in drawn]
+    check_node_names(train_tokenizer(texts, spec.vocab_size))
+    with pytest.raises(ValueError, match="node names merge"):
+        check_node_names(train_tokenizer(texts, 320))
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@
   iterated r times, trained with a random r; more iterations at test time buy more compute, and an
   adaptive exit stops a token when successive iterations agree.
 
-Both models are built locally on synthetic multi-step tasks (``sum`` with four terms and ``reach``,
-graph reachability in the style of ProsQA) and cached like the tiny model. Notebook 09 walks through
-them; ``benchmarks/latent.py`` measures them over three seeds.
+Both models are built locally on synthetic multi-step tasks (``sum`` with three terms and
+``reach``, two-hop graph reachability in the style of ProsQA) and cached like the tiny model.
+Notebook 09 walks through them; ``benchmarks/latent.py`` measures them over three seeds.
 """

@@ -21,8 +21,8 @@ Three models come out of one build (``ensure_coconut_models``), all from the sam
 - ``"nocot"``: the same curriculum with no thoughts (steps removed, nothing in their place), so it
   ends answering directly -- the control that isolates what the thoughts add.
 
-Differences from the paper, all from scale: a ~1M-parameter model trained from scratch in about a
-minute, two synthetic tasks (4-term sums; ProsQA-style reachability with 3 hops), no
+Differences from the paper, all from scale: a 0.5M-parameter model trained from scratch in under
+a minute, two synthetic tasks (3-term sums; ProsQA-style reachability with 2 hops), no
 ``uniform_prob`` stage mixing.
 """
 from __future__ import annotations
@@ -45,22 +45,22 @@ class CoconutSpec:
     """Everything that determines the three Coconut-arm models; its hash names the cache folder."""
 
     tasks: tuple[str, ...] = ("sum", "reach")
-    sum_terms: int = 4                # 4 terms -> 3 written steps
-    reach_hops: int = 3               # 3 hops -> 3 written steps
+    sum_terms: int = 3                # 3 terms -> 2 written steps
+    reach_hops: int = 2               # 2 hops -> 2 written steps
     hidden_size: int = 128
-    intermediate_size: int = 384
-    num_layers: int = 4
+    intermediate_size: int = 256
+    num_layers: int = 3
     num_heads: int = 4
     num_kv_heads: int = 2
-    vocab_size: int = 300             # small: node letters stay single tokens
+    vocab_size: int = 290             # small: node letters stay single tokens (check_node_names)
     max_positions: int = 256
-    corpus_size: int = 12000          # training problems (held-out ones never appear)
+    corpus_size: int = 6000           # training problems (held-out ones never appear)
     c_thought: int = 1                # thoughts per replaced step (paper: 1 ProsQA, 2 GSM8K)
-    max_latent_stage: int = 3         # stages 1..3; at stage 3 every step is a thought
-    cot_steps: int = 300              # stage 0 (chain of thought) optimiser steps
+    max_latent_stage: int = 2         # stages 1..2; at stage 2 every step is a thought
+    cot_steps: int = 320              # stage 0 (chain of thought) optimiser steps
     stage_steps: int = 60             # optimiser steps per later stage
-    batch_size: int = 32
-    learning_rate: float = 3e-3       # stage 0
+    batch_size: int = 16              # small batches, more steps: more learnt per CPU second
+    learning_rate: float = 5e-3       # stage 0
     stage_learning_rate: float = 1e-3  # stages >= 1 (fresh optimiser each stage)
     seed: int = 0
 
@@ -335,7 +335,7 @@ def coconut_path(spec: CoconutSpec | None = None) -> Path:
 
 def ensure_coconut_models(spec: CoconutSpec | None = None, *, verbose: bool = True) -> Path:
     """Folder holding ``cot/``, ``nocot/`` and ``coconut/`` for ``spec``: built on first use
-    (about a minute on 2 cores), then cached; several processes may call it at once."""
+    (about 50 s on a quiet 2-core machine), then cached; several processes may call it at once."""
     from ..tiny import cached_build
 
     spec = spec or CoconutSpec()
@@ -353,6 +353,25 @@ def load_coconut(mode: str = "coconut", spec: CoconutSpec | None = None, *, devi
     folder = ensure_coconut_models(spec, verbose=verbose) / mode
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
     return (model.to(device) if device else model), AutoTokenizer.from_pretrained(folder)
+
+
+def check_node_names(tokenizer) -> None:
+    """Refuse a tokenizer that merges a graph node's name with ``>`` or a space.
+
+    Qwen2's pre-tokeniser lets one punctuation mark lead a run of letters, so a large BPE
+    vocabulary learns ``>d`` for frequent nodes only: ``s>d`` becomes ``s``, ``>d`` while ``g>t``
+    stays ``g``, ``>``, ``t``, and looking an edge up turns into a different task per letter.
+    Last session's reach models never learned it. A small vocabulary keeps every name one token.
+    """
+    from ..tasks import ReachTask
+
+    names = ReachTask.NAMES
+    text = " ".join(f"{a}>{b}" for a, b in zip(names, names[1:] + names[0]))
+    pieces = [p for p in tokenizer.tokenize(text) if p not in ("Ġ", ">")]
+    if pieces != list(text.replace(" ", "").replace(">", "")):
+        merged = sorted({p for p in pieces if len(p) > 1})
+        raise ValueError(f"vocab_size is too large: node names merge into {merged[:8]}; lower it "
+                         "so every letter stays one token")
 
 
 def problems(spec: CoconutSpec, *, n_test: int = 200) -> dict:
@@ -388,10 +407,11 @@ def build_coconut_models(out: str | Path, spec: CoconutSpec | None = None, *,
     t0 = time.time()
     if verbose:
         print(f"Building the Coconut models (cot, nocot, coconut) on {'+'.join(spec.tasks)}: "
-              "about a minute on 2 cores, once; cached in", coconut_path(spec))
+              "about 50 s on a quiet 2-core machine, once; cached in", coconut_path(spec))
     drawn = training_problems(spec.writers(), spec.corpus_size, random.Random(spec.seed))
     texts = [render_chat(w.row(p)["prompt"], w.solution(p)) for w, p in drawn]
     tok = train_tokenizer(texts, spec.vocab_size)
+    check_node_names(tok)
     tok.add_tokens([BOT, EOT, LATENT], special_tokens=True)
     (out / "cot").mkdir(parents=True)
     tok.save_pretrained(out / "cot")

@@ -4,7 +4,7 @@ Instead of writing more tokens, think *deeper*: the same core block runs r times
 state, so compute grows with r while the parameter count does not::
 
     e = prelude(embed(tokens))                 # read the input once
-    s_0 = 0                                    # (Huginn starts from noise; zeros keep runs exact)
+    s_0 = 0                                    # (Huginn: noise; ``state_noise`` trains so)
     s_i = core(adapter([s_{i-1}, e]))          # i = 1..r, the input re-injected every time
     logits = coda(s_r)
 
@@ -43,24 +43,25 @@ class RecurrentSpec:
     """Everything that determines the recurrent-depth model; its hash names the cache folder."""
 
     tasks: tuple[str, ...] = ("sum", "reach")
-    sum_terms: int = 4
-    reach_hops: int = 3
-    hidden_size: int = 128
-    intermediate_size: int = 384
+    sum_terms: int = 3
+    reach_hops: int = 2
+    hidden_size: int = 96
+    intermediate_size: int = 256
     num_heads: int = 4
     prelude_layers: int = 1
     core_layers: int = 2
     coda_layers: int = 1
-    vocab_size: int = 300
+    vocab_size: int = 290             # node letters stay single tokens (see check_node_names)
     max_positions: int = 128
     mean_iterations: float = 4.0      # r-bar of the training distribution
     iteration_sigma: float = 0.5      # spread of its log-normal
     max_iterations: int = 16          # training draws are capped here
-    backprop_depth: int = 3           # gradients flow through the last this-many iterations
-    corpus_size: int = 12000
-    train_steps: int = 400
-    batch_size: int = 32
-    learning_rate: float = 2e-3
+    backprop_depth: int = 2           # gradients flow through the last this-many iterations
+    state_noise: float = 0.0          # training starts the state from N(0, this^2) (Huginn: 1)
+    corpus_size: int = 6000
+    train_steps: int = 300
+    batch_size: int = 16
+    learning_rate: float = 3e-3
     seed: int = 0
 
     def key(self) -> str:
@@ -157,14 +158,17 @@ class RecurrentDepthLM(nn.Module):
         return self.norm(state) @ self.embed.weight.T
 
     # the loops --------------------------------------------------------------------------------
-    def forward(self, input_ids, attention_mask=None, *, iterations: int, backprop_depth=None):
+    def forward(self, input_ids, attention_mask=None, *, iterations: int, backprop_depth=None,
+                state_noise: float = 0.0):
         """Logits (B, T, V) after ``iterations`` core iterations; gradients reach only the last
         ``backprop_depth`` of them (all when None). ``iterations=1`` is prelude -> one core
-        iteration from the zero state -> coda."""
+        iteration from the zero state -> coda. ``state_noise`` > 0 starts from Gaussian noise of
+        that scale instead (Huginn's training start: an answer must not rely on where the state
+        began, so one iteration from noise is not enough)."""
         if iterations < 1:
             raise ValueError(f"iterations={iterations}: at least one core iteration is needed")
         e, allowed = self.read(input_ids, attention_mask)
-        state = torch.zeros_like(e)
+        state = torch.randn_like(e) * state_noise if state_noise else torch.zeros_like(e)
         free = iterations - (backprop_depth or iterations)
         with torch.no_grad():
             for _ in range(max(0, free)):
@@ -304,8 +308,8 @@ def recurrent_path(spec: RecurrentSpec | None = None) -> Path:
 
 
 def ensure_recurrent_model(spec: RecurrentSpec | None = None, *, verbose: bool = True) -> Path:
-    """Folder of the recurrent-depth model for ``spec``: built on first use (about a minute on
-    2 cores), then cached; several processes may call it at once."""
+    """Folder of the recurrent-depth model for ``spec``: built on first use (about 55 s on a quiet
+    2-core machine), then cached; several processes may call it at once."""
     from ..tiny import cached_build
 
     spec = spec or RecurrentSpec()
@@ -333,18 +337,20 @@ def build_recurrent_model(out: str | Path, spec: RecurrentSpec | None = None, *,
     from transformers import AutoTokenizer
 
     from ..tiny import _seeded, render_chat, train_tokenizer
-    from .coconut import training_problems
+    from .coconut import check_node_names, training_problems
 
     spec = spec or RecurrentSpec()
     out = Path(out)
     t0 = time.time()
     if verbose:
-        print(f"Building the recurrent-depth model on {'+'.join(spec.tasks)}: about a minute on "
-              "2 cores, once; cached in", recurrent_path(spec))
+        print(f"Building the recurrent-depth model on {'+'.join(spec.tasks)}: about 55 s on a quiet "
+              "2-core machine, once; cached in", recurrent_path(spec))
     rng = random.Random(spec.seed)
     chats = [(w.row(p)["prompt"], f"<answer>{w.gold(p)}</answer>")
              for w, p in training_problems(spec.writers(), spec.corpus_size, rng)]
-    train_tokenizer([render_chat(p, c) for p, c in chats], spec.vocab_size).save_pretrained(out)
+    tok = train_tokenizer([render_chat(p, c) for p, c in chats], spec.vocab_size)
+    check_node_names(tok)
+    tok.save_pretrained(out)
     tok = AutoTokenizer.from_pretrained(out)
     ids, starts = [], []
     for prompt, completion in chats:
@@ -374,7 +380,8 @@ def build_recurrent_model(out: str | Path, spec: RecurrentSpec | None = None, *,
                 target[row, starts[i]: len(ids[i])] = torch.tensor(ids[i][starts[i]:])
             r = sample_iterations(rng, mean=spec.mean_iterations, sigma=spec.iteration_sigma,
                                   cap=spec.max_iterations)
-            logits = model(batch, iterations=r, backprop_depth=spec.backprop_depth)
+            logits = model(batch, iterations=r, backprop_depth=spec.backprop_depth,
+                           state_noise=spec.state_noise)
             loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), target[:, 1:].flatten())
             opt.zero_grad(set_to_none=True)
             loss.backward()
