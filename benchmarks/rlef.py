@@ -65,6 +65,7 @@ def main() -> None:
     for seed in args.seeds:
         r = one_seed(seed, steps=steps, samples=args.samples, threads=args.threads)
         results.append(r)
+        write(args, steps, results)                  # after every seed: a cut run keeps its seeds
         b, a = r["before"]["by_attempt"], r["after"]["by_attempt"]
         print(f"seed {seed}: 1@3 feedback {b['feedback'][-1]:.3f} -> {a['feedback'][-1]:.3f}, "
               f"independent {b['independent'][-1]:.3f} -> {a['independent'][-1]:.3f}, "
@@ -72,12 +73,15 @@ def main() -> None:
               f"{a['random_feedback'][-1]:.3f}; greedy episode accuracy "
               f"{r['summary']['accuracy_before']:.3f} -> {r['summary']['accuracy_after']:.3f} "
               f"({r['seconds']:.0f} s)", flush=True)
+    print(f"wrote {args.out}")
+
+
+def write(args, steps: int, results: list[dict]) -> None:
     out = {"command": " ".join([Path(sys.executable).name] + sys.argv), "steps": steps,
            "samples": args.samples, "threads": args.threads, "python": platform.python_version(),
            "load_average": os.getloadavg(), "results": results}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
-    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
