@@ -320,3 +320,120 @@ def test_command_line_switches_masking_off():
     default = settings_from_args(_parser().parse_args(["train", "--out", "x"]))
     assert default.grpo.mask_environment_tokens is True
 
+
+
+# ---------------------------------------------------------------------------------------------
+# a chat model's own tool-call format (Qwen2.5 / Hermes style), the same tools and rewards
+# ---------------------------------------------------------------------------------------------
+
+# Qwen2.5's template, reduced to what matters here: tools announced in the system turn, tool
+# results rendered as a user turn wrapped in <tool_response>.
+TOOL_TEMPLATE = (
+    "{% if tools %}<|im_start|>system\n"
+    "{% if messages[0].role == 'system' %}{{ messages[0].content }}\n\n{% endif %}"
+    "# Tools\n\n<tools>\n{% for tool in tools %}{{ tool | tojson }}\n{% endfor %}</tools>\n\n"
+    "For each function call, return a json object within <tool_call></tool_call> XML tags."
+    "<|im_end|>\n"
+    "{% elif messages[0].role == 'system' %}<|im_start|>system\n{{ messages[0].content }}"
+    "<|im_end|>\n{% endif %}"
+    "{% for m in messages %}{% if m.role == 'tool' %}<|im_start|>user\n<tool_response>\n"
+    "{{ m.content }}\n</tool_response><|im_end|>\n"
+    "{% elif m.role != 'system' %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n"
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def _call(name, **arguments):
+    return f"<tool_call>{json.dumps({'name': name, 'arguments': arguments})}</tool_call>"
+
+
+@pytest.mark.parametrize("text, kind, content", [
+    (_call("search", query="Nora Vale"), "search", "Nora Vale"),
+    (_call("calc", expression="3*(4+5)"), "calc", "3*(4+5)"),
+    ('<tool_call>{"name": "search", "arguments": "{\\"query\\": \\"x y\\"}"}</tool_call>',
+     "search", "x y"),                                     # arguments written as a JSON string
+    ("<tool_call>{not json}</tool_call>", "invalid", ""),
+    (_call("shell", cmd="rm -rf /"), "invalid", ""),
+    (_call("search", q="wrong argument name"), "invalid", ""),
+    (_call("search", query=["a list"]), "invalid", ""),
+    ('<tool_call>["search"]</tool_call>', "invalid", ""),
+    ("<tool_call>" + "[" * 100_000 + "</tool_call>", "invalid", ""),   # deep JSON: refused by
+    ('<tool_call>{"name": "search"' + " " * 1_000_000 + "}</tool_call>", "invalid", ""),  # size
+    ("<tool_call>" + _call("search", query="doubled opener"), "search", "doubled opener"),
+    (_call("search", query="<answer>1</answer>"), "answer", "1"),     # the first closed tag
+    ('<tool_call>{"name": "search", "arguments": {"query": "x"}}', "invalid", ""),  # unclosed
+])
+def test_chat_tool_calls_parse_to_the_same_actions_and_bad_ones_are_refused(text, kind, content):
+    t0 = time.perf_counter()
+    action = parse_action(text)
+    assert time.perf_counter() - t0 < 1.0
+    assert action.kind == kind
+    if kind == "invalid":
+        assert action.error and "\n" not in action.error and len(action.error) < 120
+    else:
+        assert action.content == content
+
+
+def test_chat_tools_episode_announces_the_tools_and_answers_as_a_tool_message(tiny_path):
+    from transformers import AutoTokenizer
+
+    from workbench.rollouts import _Replies, render_prompt
+
+    tok = AutoTokenizer.from_pretrained(tiny_path)
+    tok.chat_template = TOOL_TEMPLATE
+    env = SearchEnv(chat_tools=True)
+    prompt = env.reset({"prompt": [{"role": "user", "content": "When was Nora Vale born?"}]})
+    text = render_prompt(tok, prompt, tools=env.tool_schemas)
+    assert '"name": "search"' in text and '"name": "calc"' in text and "<answer>" in text
+    assert text.endswith("<|im_start|>assistant\n")
+
+    person = next(e for e in WORLD.people)
+    step = env.step(f"I will look it up. {_call('search', query=person.name + ' born')}")
+    assert step.info["action"] == "search" and not step.done
+    assert "<information>" not in step.feedback and "<" not in step.feedback
+    reply = tok.decode(_Replies(tok, [tok.eos_token_id]).ids(step.feedback, env, chat=True,
+                                                            after_eos=False))
+    assert reply.startswith("<|im_end|>\n<|im_start|>user\n<tool_response>\n")
+    assert reply.endswith("</tool_response><|im_end|>\n<|im_start|>assistant\n")
+    assert step.feedback in reply
+
+    bad = env.step(_call("shell", cmd="ls"))
+    assert bad.feedback.startswith("error: unknown tool") and not bad.done
+    end = env.step(f"<answer>{person.born}</answer>")
+    assert end.done and end.info["action"] == "answer"
+    # the same rewards read chat-format episodes
+    turns = [{"role": "model", "text": _call("search", query=person.name + " born"),
+              "info": {"action": "search"}},
+             {"role": "env", "text": step.feedback, "info": {}},
+             {"role": "model", "text": f"<answer>{person.born}</answer>",
+              "info": {"action": "answer"}}]
+    gold_year = [str(person.born)]
+    assert em_reward(["q"], ["x"], gold_year, turns=[turns]) == [1.0]
+    assert search_format_reward(["q"], ["x"], turns=[turns]) == [1.0]
+    assert search_calls(turns) == 1
+
+
+def test_chat_tools_knob_reaches_the_environment():
+    env = get_task("search", chat_tools=True, n_train=8, n_test=8).env()
+    assert env.chat_tools and env.feedback_role == "tool"
+    assert get_task("search", n_train=8, n_test=8).env().feedback_role is None
+    with pytest.raises(ValueError, match="chat_tools"):
+        get_task("search", chat_tools="yes")
+
+
+def test_sample_episodes_renders_the_announced_tools_into_the_prompt(tiny_path):
+    from functools import partial
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from workbench.rollouts import sample_episodes
+
+    tok = AutoTokenizer.from_pretrained(tiny_path)
+    tok.chat_template = TOOL_TEMPLATE
+    model = AutoModelForCausalLM.from_pretrained(tiny_path)
+    rows = [{"prompt": [{"role": "user", "content": "When was Nora Vale born?"}]}]
+    out = sample_episodes(model, tok, rows, env=partial(SearchEnv, chat_tools=True),
+                          group_size=2, max_new_tokens=6)
+    assert "<tools>" in out.prompts[0] and '"name": "search"' in out.prompts[0]
+    plain = sample_episodes(model, tok, rows, env=SearchEnv, group_size=1, max_new_tokens=6)
+    assert "<tools>" not in plain.prompts[0]

@@ -93,11 +93,14 @@ class Completions:
         return self.completion_ids.shape[0]
 
 
-def render_prompt(tokenizer, prompt) -> str:
-    """A dataset prompt as model input text: chats go through the chat template."""
+def render_prompt(tokenizer, prompt, *, tools=None) -> str:
+    """A dataset prompt as model input text: chats go through the chat template (which also
+    announces ``tools``, function schemas, where it knows how)."""
     if isinstance(prompt, str):
         return prompt
-    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    extra = {"tools": list(tools)} if tools else {}
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True,
+                                         **extra)
 
 
 def sample_token(logits: Tensor, *, temperature: float = 1.0, top_p: float = 1.0,
@@ -165,7 +168,7 @@ def sample_episodes(model, tokenizer, rows: list[dict], *,
             firsts.append(e.reset(r))
             env_seconds += time.perf_counter() - t_env
             envs.append(e)
-    texts = [render_prompt(tokenizer, p) for p in firsts]
+    texts = [render_prompt(tokenizer, p, tools=e.tool_schemas) for p, e in zip(firsts, envs)]
     chats = [not isinstance(p, str) for p in firsts]
     turn_limits = [max_turns or e.max_turns for e in envs]
     budgets = [episode_budget(max_new_tokens, n, max_episode_tokens) for n in turn_limits]

@@ -521,22 +521,28 @@ class SearchTask(SyntheticTask):
     result); direct ones answer at once, right only by luck. Held-out questions are about a
     fixed fifth of the world's people and companies. Knobs: ``top_k`` (documents per search),
     ``tools`` (False: every call returns "no results" -- the no-tools baseline), ``f1`` /
-    ``format`` / ``process`` (reward weights; see ``search_weights``).
+    ``format`` / ``process`` (reward weights; see ``search_weights``), ``chat_tools`` (True: a
+    chat model with a tool-calling template calls the tools in its own ``<tool_call>`` JSON and
+    reads ``tool`` messages; see ``SearchEnv``).
     """
 
     name = "search"
     description = "0-, 1- and 2-hop questions about a generated world; BM25 search tool"
 
     def __init__(self, top_k: int = 1, tools: bool = True, f1: float = 0.0,
-                 format: float = 0.1, process: float = 0.0):
+                 format: float = 0.1, process: float = 0.0, chat_tools: bool = False):
         if not isinstance(top_k, int) or not 1 <= top_k <= 10:
             raise ValueError(f"top_k={top_k!r}: documents per search, between 1 and 10")
         for knob, w in (("f1", f1), ("format", format), ("process", process)):
             if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 10:
                 raise ValueError(f"{knob}={w!r}: a reward weight between 0 and 10")
-        super().__init__(top_k=top_k, tools=tools, f1=f1, format=format, process=process)
+        if not isinstance(chat_tools, bool):
+            raise ValueError(f"chat_tools={chat_tools!r}: True or False")
+        super().__init__(top_k=top_k, tools=tools, f1=f1, format=format, process=process,
+                         **({"chat_tools": True} if chat_tools else {}))
         from .envs.search import make_world
 
+        self.chat_tools = chat_tools
         self.top_k, self.tools, self.weights = top_k, bool(tools), dict(f1=f1, format=format,
                                                                          process=process)
         self.world = make_world()
@@ -594,7 +600,8 @@ class SearchTask(SyntheticTask):
 
         from .envs.search import SearchEnv
 
-        return partial(SearchEnv, top_k=self.top_k, tools=self.tools)
+        return partial(SearchEnv, top_k=self.top_k, tools=self.tools,
+                       chat_tools=self.chat_tools)
 
 
 TASKS: dict[str, type[SyntheticTask]] = {"sum": SumTask, "linear": LinearTask, "code": CodeTask,

@@ -76,6 +76,7 @@ class Environment:
     max_turns: int = 1                      # model turns at most (the run's settings may override)
     stop: tuple[str, ...] = ()              # strings that end a model turn besides EOS
     feedback_role: str | None = "user"      # a new chat turn with this role; None = inline text
+    tool_schemas: tuple | None = None       # function schemas the chat template announces
     concurrent: bool = False                # step() may run in threads beside other episodes'
                                             # (it waits on a subprocess, e.g. a code sandbox)
 

@@ -42,6 +42,24 @@ MAX_TURNS = 4              # up to three tool calls, then an answer
 MAX_QUERY_CHARS = 200      # a longer search query is refused
 MAX_CALC_CHARS = 100       # a longer calculator expression is refused
 MAX_INFO_CHARS = 400       # what one observation may hold
+MAX_CALL_CHARS = 400       # a longer ``<tool_call>`` body is refused before it is parsed
+
+# A chat model with a tool-calling template (Qwen2.5, Hermes, ...) calls the same tools in its
+# own format: ``<tool_call>{"name": "search", "arguments": {"query": "..."}}</tool_call>``, and
+# the result comes back as a ``tool`` message its template renders (``SearchEnv(chat_tools=True)``).
+TOOL_SCHEMAS = (
+    {"type": "function", "function": {
+        "name": "search", "description": "Search the documents (BM25); returns the best match.",
+        "parameters": {"type": "object", "properties": {"query": {"type": "string"}},
+                       "required": ["query"]}}},
+    {"type": "function", "function": {
+        "name": "calc", "description": "Exact arithmetic: + - * / and parentheses.",
+        "parameters": {"type": "object", "properties": {"expression": {"type": "string"}},
+                       "required": ["expression"]}}},
+)
+TOOL_ARGUMENT = {"search": "query", "calc": "expression"}
+CHAT_INSTRUCTIONS = ("Answer the question. Call a tool when you need a fact or exact "
+                     "arithmetic. Give the final answer as <answer>...</answer>.")
 EPISODE_TOKENS = 160       # tiny task: prompt aside, two searches with their results and an answer
 WORLD_SEED = 1234          # the world and its held-out split; independent of any run's seed
 
@@ -311,13 +329,16 @@ class Action:
 def parse_action(text: str) -> Action:
     """The turn's first complete ``<tag>...</tag>`` (generation stops at the first closing tag).
 
+    Tags: Search-R1's ``<search>``, ``<calc>``, ``<answer>``, and a chat template's
+    ``<tool_call>{"name": ..., "arguments": {...}}</tool_call>`` for the same two tools.
     Linear in ``len(text)``: one ``find`` per closing tag and one ``rfind`` for its opener (no
     regex backtracking on 1 MB of ``<search>``). Content holding another tag is malformed.
     """
-    closes = [(text.find(f"</{t}>"), t) for t in (*TOOLS, "answer")]
+    tags = (*TOOLS, "answer", "tool_call")
+    closes = [(text.find(f"</{t}>"), t) for t in tags]
     closes = [(i, t) for i, t in closes if i >= 0]
     if not closes:
-        opened = [t for t in (*TOOLS, "answer") if f"<{t}>" in text]
+        opened = [t for t in tags if f"<{t}>" in text]
         if opened:
             return Action("invalid", error=f"the {opened[0]} call is never closed")
         return Action("none")
@@ -332,7 +353,38 @@ def parse_action(text: str) -> Action:
     content = content.strip()
     if not content:
         return Action("invalid", error=f"empty {tag} call")
+    if tag == "tool_call":
+        return _tool_call(content)
     return Action(tag, content)
+
+
+def _tool_call(body: str) -> Action:
+    """A chat template's tool call (JSON, at most ``MAX_CALL_CHARS``) as the same ``Action``."""
+    import json
+
+    if len(body) > MAX_CALL_CHARS:
+        return Action("invalid", error=f"tool call too long ({len(body)} characters; at most "
+                                       f"{MAX_CALL_CHARS})")
+    try:
+        call = json.loads(body)
+    except (ValueError, RecursionError):
+        return Action("invalid", error="a tool call must be JSON: {\"name\": ..., "
+                                       "\"arguments\": {...}}")
+    name = call.get("name") if isinstance(call, dict) else None
+    args = call.get("arguments") if isinstance(call, dict) else None
+    if isinstance(args, str):                    # some templates write the arguments as a string
+        try:
+            args = json.loads(args)
+        except (ValueError, RecursionError):
+            args = None
+    if name not in TOOL_ARGUMENT:
+        return Action("invalid", error=f"unknown tool {str(name)[:30]!r}; tools: "
+                                       f"{', '.join(TOOL_ARGUMENT)}")
+    value = args.get(TOOL_ARGUMENT[name]) if isinstance(args, dict) else None
+    if not isinstance(value, str) or not value.strip():
+        return Action("invalid", error=f"{name} needs a string argument "
+                                       f"{TOOL_ARGUMENT[name]!r}")
+    return Action(name, value.strip())
 
 
 def cap(text: str, max_chars: int = MAX_INFO_CHARS) -> str:
@@ -359,17 +411,29 @@ class SearchEnv(Environment):
     feedback_role = None                 # inline: `` <information>`` right after the call
 
     def __init__(self, *, index: SearchIndex | None = None, top_k: int = TOP_K,
-                 max_turns: int = MAX_TURNS, tools: bool = True):
+                 max_turns: int = MAX_TURNS, tools: bool = True, chat_tools: bool = False):
         if max_turns < 1:
             raise ValueError(f"max_turns={max_turns}: an episode needs at least 1 turn")
         self.index, self.top_k, self.max_turns, self.tools = index, top_k, max_turns, tools
+        self.chat_tools = chat_tools
+        if chat_tools:                   # a chat model's own format: announced tools, a
+            self.tool_schemas = TOOL_SCHEMAS          # ``<tool_call>``, a ``tool`` message back
+            self.feedback_role = "tool"
+            self.stop = ("</tool_call>", "</answer>")
         self.searches = self.calcs = 0
         self.retrieved: list[str] = []
 
     def reset(self, row: dict):
         self.searches = self.calcs = 0
         self.retrieved = []
-        return row["prompt"]
+        prompt = row["prompt"]
+        if self.chat_tools and isinstance(prompt, list) and \
+                not (prompt and prompt[0].get("role") == "system"):
+            prompt = [{"role": "system", "content": CHAT_INSTRUCTIONS}, *prompt]
+        return prompt
+
+    def _observe(self, body: str) -> str:
+        return cap(body) if self.chat_tools else observe(body)
 
     def step(self, text: str) -> Step:
         action = parse_action(text)
@@ -381,13 +445,13 @@ class SearchEnv(Environment):
             return Step(feedback=None, done=True, info=self._count(info))
         if action.kind == "invalid":
             info["error"] = action.error
-            return Step(feedback=observe(f"error: {action.error}"), done=False,
+            return Step(feedback=self._observe(f"error: {action.error}"), done=False,
                         info=self._count(info))
         info["query"] = action.content[:MAX_QUERY_CHARS]
         body = self.run_tool(action)
         if body.startswith("error:"):
             info["error"] = body[len("error: "):]
-        return Step(feedback=observe(body), done=False, info=self._count(info))
+        return Step(feedback=self._observe(body), done=False, info=self._count(info))
 
     def run_tool(self, action: Action) -> str:
         """The observation's text for a well-formed call."""
