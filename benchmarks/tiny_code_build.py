@@ -30,19 +30,15 @@ def step_cost(spec, steps: int) -> dict:
     """Corpus wall seconds, mean token length, and process seconds per pretraining step."""
     from transformers import AutoModelForCausalLM
 
-    from workbench.tiny import corpus_examples, pretrain, render_chat, tiny_config, train_tokenizer
+    from workbench.tiny import (corpus_examples, encode_corpus, pretrain, render_chat, tiny_config,
+                                train_tokenizer)
 
     w0 = time.time()
     examples = corpus_examples(spec)
     texts = [render_chat(p, c) for p, c in examples]
     tok = train_tokenizer(texts, spec.vocab_size)
     corpus_wall = time.time() - w0
-    ids, labels = [], []
-    for (prompt, _), text in zip(examples, texts):
-        seq = tok(text, add_special_tokens=False)["input_ids"]
-        n = len(tok(render_chat(prompt, ""), add_special_tokens=False)["input_ids"]) - 1
-        ids.append(seq)
-        labels.append([-100] * n + seq[n:])
+    ids, labels = encode_corpus(tok, examples, texts)
     model = AutoModelForCausalLM.from_config(tiny_config(spec, tok))
     c0 = time.process_time()
     pretrain(model, ids, labels, dataclasses.replace(spec, pretrain_steps=steps),

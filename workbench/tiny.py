@@ -296,12 +296,7 @@ def build_tiny_model(out: str | Path, spec: TinySpec | None = None, *, verbose: 
 
     with _seeded(spec.seed):
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    ids, labels = [], []
-    for (prompt, completion), text in zip(examples, texts):
-        seq = tok(text, add_special_tokens=False)["input_ids"]
-        n_prompt = len(tok(render_chat(prompt, ""), add_special_tokens=False)["input_ids"]) - 1
-        ids.append(seq)
-        labels.append(_mask_inline_observations(tok, text, [-100] * n_prompt + seq[n_prompt:]))
+    ids, labels = encode_corpus(tok, examples, texts)
     info = pretrain(model, ids, labels, spec, pad_id=tok.pad_token_id, verbose=verbose,
                     progress=tqdm)
     model.generation_config = GenerationConfig(
@@ -333,6 +328,19 @@ def _mask_inline_observations(tok, text: str, labels: list[int]) -> list[int]:
     offsets = tok(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
     return [-100 if any(a <= start < b for a, b in spans) else label
             for label, (start, _) in zip(labels, offsets)]
+
+
+def encode_corpus(tok, examples: list[tuple[list[dict], str]], texts: list[str]
+                  ) -> tuple[list[list[int]], list[list[int]]]:
+    """Token ids of each rendered chat, and its labels: -100 over the user's turn (and over
+    any environment observation inside the answer), the ids elsewhere."""
+    ids, labels = [], []
+    for (prompt, _), text in zip(examples, texts):
+        seq = tok(text, add_special_tokens=False)["input_ids"]
+        n_prompt = len(tok(render_chat(prompt, ""), add_special_tokens=False)["input_ids"]) - 1
+        ids.append(seq)
+        labels.append(_mask_inline_observations(tok, text, [-100] * n_prompt + seq[n_prompt:]))
+    return ids, labels
 
 
 def pretrain(model, ids: list[list[int]], labels: list[list[int]], spec: TinySpec, *, pad_id: int,
