@@ -595,3 +595,31 @@ def test_hostile_program_is_contained(path, host):
     if counted:
         assert int(counted[1]) < FAST.max_processes
     host.assert_unharmed(verdict.stdout, verdict.stderr, verdict.reason)
+
+
+@pytest.mark.parametrize("threads", [0, 4])
+def test_a_program_ended_by_its_cpu_limit_is_a_timeout_before_the_wall_clock(threads):
+    """CPU limit below the wall clock: the program's process dies of it (SIGXCPU) while the
+    tester is still waiting; that is a timeout, not a crash (found flaky on a quiet CI machine,
+    where 5 busy threads on 2 cores spend 1 s of CPU in 0.5 s of wall clock)."""
+    import dataclasses
+
+    source = textwrap.dedent(f"""
+        import threading
+
+        def spin():
+            while True:
+                pass
+
+        for _ in range({threads}):
+            threading.Thread(target=spin, daemon=True).start()
+
+        def add(a, b):
+            return a + b
+
+        spin()
+        """)
+    limits = dataclasses.replace(FAST, timeout_s=6.0, cpu_s=1.0)
+    verdict = check_code(source, tests="assert add(1, 2) == 3", limits=limits)
+    assert verdict.status == "timeout", verdict
+    assert verdict.wall_s < 5.0, verdict           # the CPU limit ended it, not the wall clock

@@ -278,7 +278,8 @@ def _collect(out_r: int, err_r: int, res_r: int, status_r: int, kill_w: int, *,
         error = status.get("error")
     code = status.get("exit")                                    # exit code, or -signal
     sig = -code if code is not None and code < 0 else None
-    timed_out = bool(status.get("timed_out")) or sig == signal.SIGXCPU
+    timed_out = (bool(status.get("timed_out")) or sig == signal.SIGXCPU
+                 or bool(status.get("program_cpu_limited")))
 
     return SandboxResult(
         exit_code=code if code is not None and code >= 0 else None,
@@ -1074,9 +1075,16 @@ def _start_tester(job, fds, mode, harness, workdir, channel, program) -> None:
     code = harness["start_tester"](payload, (4, 5))
     os.close(4)                                         # the program sees EOF and exits; reaped,
     os.close(5)                                         # its CPU time counts in the run's
+    cpu_limited = False
     if select.select([program_fd], [], [], _PROGRAM_EXIT_S)[0]:
-        os.waitpid(program, 0)
-    _write_status(6, exit=code)
+        _, wait_status, usage = os.wait4(program, 0)
+        # the program ended by its CPU limit (SIGXCPU at the soft limit, SIGKILL at the hard one
+        # if it ignored that) is a timeout whatever the tester saw: with several busy threads
+        # on several cores, CPU time runs out before the wall clock does
+        sig = os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else None
+        cpu_limited = sig == signal.SIGXCPU or (
+            sig == signal.SIGKILL and usage.ru_utime + usage.ru_stime >= job["cpu_s"])
+    _write_status(6, exit=code, program_cpu_limited=cpu_limited)
     os._exit(code)
 
 
