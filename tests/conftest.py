@@ -43,3 +43,29 @@ def tiny_policy(tiny_path):
     from workbench.models import load_policy
 
     return load_policy(verbose=False)
+
+
+@pytest.fixture
+def start_then_sigkill():
+    """``start_then_sigkill(cmd, out, after_lines=, log=)``, see ``_start_then_sigkill``."""
+    return _start_then_sigkill
+
+
+def _start_then_sigkill(cmd: list[str], out: Path, *, after_lines: int, log: Path,
+                        timeout_s: float = 300) -> int:
+    """Run ``cmd`` (a training command writing ``out``), SIGKILL it once its metrics.jsonl holds
+    ``after_lines`` steps (or it ended), and return how many steps it had recorded."""
+    import subprocess
+    import time
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    metrics, deadline = out / "metrics.jsonl", time.time() + timeout_s
+    with open(log, "w") as fh:
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)
+        while time.time() < deadline and proc.poll() is None:
+            if metrics.exists() and metrics.read_text().count("\n") >= after_lines:
+                break
+            time.sleep(0.02)
+        proc.kill()                                        # SIGKILL (no-op once it exited)
+        proc.wait()
+    return metrics.read_text().count("\n") if metrics.exists() else 0

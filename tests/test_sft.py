@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -139,7 +138,14 @@ def test_cli_refuses_a_bad_traces_file_and_a_grpo_folder(capsys, tmp_path, tiny_
     grpo.mkdir()
     (grpo / "settings.json").write_text(json.dumps({"grpo": {}}))
     assert main(["sft", "--resume", str(grpo)]) == 2
-    assert "is a GRPO run" in capsys.readouterr().err
+    assert "is a GRPO run: resume it with `python -m workbench train" in capsys.readouterr().err
+    sft = tmp_path / "sft"                              # and the other way round
+    sft.mkdir()
+    (sft / "settings.json").write_text(json.dumps({"sft": {}}))
+    assert main(["train", "--resume", str(sft)]) == 2
+    err = capsys.readouterr().err
+    assert "is an SFT run: resume it with `python -m workbench sft" in err
+    assert "Traceback" not in err
 
 
 def _sft_cmd(out):
@@ -148,25 +154,13 @@ def _sft_cmd(out):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_is_the_same_run(tiny_path, tmp_path, capsys):
+def test_sigkill_then_resume_is_the_same_run(tiny_path, tmp_path, capsys, start_then_sigkill):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     ref = tmp_path / "ref"
     subprocess.run(_sft_cmd(ref), check=True, env=env, cwd=ROOT, capture_output=True)
-    victim = tmp_path / "victim"
-    log = open(tmp_path / "victim.log", "w")
-    proc = subprocess.Popen(_sft_cmd(victim), env=env, cwd=ROOT, stdout=log,
-                            stderr=subprocess.STDOUT)
-    metrics, deadline = victim / "metrics.jsonl", time.time() + 300
-    while time.time() < deadline:                         # kill between checkpoints 4 and 8
-        if metrics.exists() and metrics.read_text().count("\n") >= 6:
-            break
-        time.sleep(0.02)
-        if proc.poll() is not None:
-            break
-    proc.kill()                                            # SIGKILL
-    proc.wait()
-    log.close()
-    killed_at = metrics.read_text().count("\n") if metrics.exists() else 0
+    victim = tmp_path / "victim"                         # killed between checkpoints 4 and 8
+    killed_at = start_then_sigkill(_sft_cmd(victim), victim, after_lines=6,
+                                   log=tmp_path / "victim.log")
     assert 6 <= killed_at < 12, (tmp_path / "victim.log").read_text()[-3000:]
     done = subprocess.run([sys.executable, "-m", "workbench", "sft", "--resume", str(victim)],
                           env=env, cwd=ROOT, capture_output=True, text=True)

@@ -69,26 +69,14 @@ def _train_cmd(out, *extra):
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_loses_and_duplicates_nothing(tiny_path, tmp_path):
+def test_sigkill_then_resume_loses_and_duplicates_nothing(tiny_path, tmp_path,
+                                                         start_then_sigkill):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     ref = tmp_path / "ref"
     subprocess.run(_train_cmd(ref), check=True, env=env, cwd=ROOT, capture_output=True)
-    victim = tmp_path / "victim"
-    log = open(tmp_path / "victim.log", "w")
-    proc = subprocess.Popen(_train_cmd(victim), env=env, cwd=ROOT, stdout=log,
-                            stderr=subprocess.STDOUT)
-    deadline = time.time() + 300
-    metrics = victim / "metrics.jsonl"
-    while time.time() < deadline:                         # kill between checkpoints 4 and 8
-        if metrics.exists() and metrics.read_text().count("\n") >= 6:
-            break
-        time.sleep(0.05)
-        if proc.poll() is not None:
-            break
-    proc.kill()                                            # SIGKILL (no-op once it exited)
-    proc.wait()
-    log.close()
-    killed_at = metrics.read_text().count("\n") if metrics.exists() else 0
+    victim = tmp_path / "victim"                         # killed between checkpoints 4 and 8
+    killed_at = start_then_sigkill(_train_cmd(victim), victim, after_lines=6,
+                                   log=tmp_path / "victim.log")
     assert 6 <= killed_at < 12, (tmp_path / "victim.log").read_text()[-3000:]
     # two resumes at once: one continues the run, the other is refused by the lock
     both = [subprocess.Popen([sys.executable, "-m", "workbench", "train", "--resume", str(victim)],

@@ -154,19 +154,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args) -> int:
-    from .runs import Run
-    from .settings import SettingsError, TrainSettings
-    from .trainer import train
+    from .trainer import GRPOTrainer, run_from_cli
 
-    if args.resume:
-        if args.overwrite:
-            raise SettingsError("--overwrite replaces a run and --resume continues one: give one.")
-        saved = TrainSettings.from_dict(Run.open(args.resume).settings)
-        summary = train(settings_from_args(args, base=saved), args.resume, resume=True)
-        out = args.resume
-    else:
-        summary = train(settings_from_args(args), args.out, overwrite=args.overwrite)
-        out = args.out
+    summary, out = run_from_cli(GRPOTrainer, args, settings_from_args)
     print(f"held-out accuracy: {summary['accuracy_before']:.3f} -> {summary['accuracy_after']:.3f} "
           f"({summary['steps']} steps, {summary['training_seconds']:.0f}s training, "
           f"{summary['mean_step_seconds']:.2f}s/step)")

@@ -35,7 +35,7 @@ from .evals import answer_reward_of
 from .rollouts import render_prompt
 from .settings import SettingsError, SFTSettings
 from .tasks import Task, TaskFileError, _json_kind, _read_jsonl, completion_text
-from .trainer import TrainingLoop, run_job
+from .trainer import TrainingLoop, run_from_cli, run_job
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,6 +153,7 @@ class SFTTrainer(TrainingLoop):
 
     settings_type = SFTSettings
     label = "SFT"
+    block = "sft"
 
     def __init__(self, settings: SFTSettings | None = None, out: str | Path | None = None, *,
                  traces: list[dict] | None = None, **kwargs):
@@ -297,21 +298,7 @@ def settings_from_args(args, base: SFTSettings | None = None) -> SFTSettings:
 
 
 def cli_main(args) -> int:
-    from .runs import Run
-
-    if args.resume:
-        if args.overwrite:
-            raise SettingsError("--overwrite replaces a run and --resume continues one: give one.")
-        saved = Run.open(args.resume).settings
-        if "grpo" in saved:
-            raise SettingsError(f"{args.resume} is a GRPO run: resume it with `python -m "
-                                f"workbench train --resume {args.resume}`.")
-        base = SFTSettings.from_dict(saved)
-        summary = train_sft(settings_from_args(args, base), args.resume, resume=True)
-        out = args.resume
-    else:
-        summary = train_sft(settings_from_args(args), args.out, overwrite=args.overwrite)
-        out = args.out
+    summary, out = run_from_cli(SFTTrainer, args, settings_from_args)
     print(f"held-out accuracy: {summary['accuracy_before']:.3f} -> "
           f"{summary['accuracy_after']:.3f} ({summary['steps']} steps on {summary['traces']} "
           f"traces, loss {summary['loss_first']:.3f} -> {summary['loss_last']:.3f})")

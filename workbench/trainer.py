@@ -49,6 +49,7 @@ class TrainingLoop:
 
     settings_type: type = TrainSettings
     label = "GRPO"                                      # the progress bar's name
+    block = "grpo"                                      # the settings block only its runs have
 
     def __init__(self, settings=None, out: str | Path | None = None, *,
                  policy: Policy | None = None, task: Task | None = None, resume: bool = False,
@@ -702,6 +703,29 @@ def run_job(loop: type[TrainingLoop], settings=None, out: str | Path | None = No
         trainer.close()
 
 
+def run_from_cli(loop: type[TrainingLoop], args, settings_from_args) -> tuple[dict, str]:
+    """``python -m workbench train|sft``: start a run in ``--out`` (``--overwrite`` replaces
+    one), or continue ``--resume``'s with its own settings and the flags given over them.
+    Returns (summary, run folder). A folder of the other kind of run is refused in one line."""
+    if not args.resume:
+        return run_job(loop, settings_from_args(args), args.out,
+                       overwrite=args.overwrite), args.out
+    if args.overwrite:
+        raise SettingsError("--overwrite replaces a run and --resume continues one: give one.")
+    saved = Run.open(args.resume).settings
+    blocks = set(saved) if isinstance(saved, dict) else set()  # from_dict judges the rest
+    other = next((kind for block, kind in _KINDS.items()
+                  if block in blocks and block != loop.block), None)
+    if other:
+        raise SettingsError(f"{args.resume} is {other[0]} run: resume it with `python -m "
+                            f"workbench {other[1]} --resume {args.resume}`.")
+    base = loop.settings_type.from_dict(saved)
+    return run_job(loop, settings_from_args(args, base), args.resume, resume=True), args.resume
+
+
+_KINDS = {"grpo": ("a GRPO", "train"), "sft": ("an SFT", "sft")}  # settings block -> run, command
+
+
 def _prompt_text(prompt) -> str:
     if isinstance(prompt, str):
         return prompt
@@ -715,4 +739,4 @@ def _write(text: str) -> None:
     tqdm.write(text)
 
 
-__all__ = ["GRPOTrainer", "evaluate_policy", "length_pieces", "train"]
+__all__ = ["GRPOTrainer", "evaluate_policy", "length_pieces", "run_from_cli", "train"]
