@@ -164,6 +164,29 @@ def test_task_files_are_checked_up_front(tmp_path):
     with pytest.raises(SettingsError, match="test_fraction"):
         validate_settings(_set(_set(s, "task.name", f"math:{model / 'config.json'}"),
                                "task.knobs", {"test_fraction": 1.5}))
+    mbpp = f"mbpp:{model / 'config.json'}"                  # code problems: their own knobs
+    validate_settings(_set(_set(s, "task.name", mbpp), "task.knobs", {"n_public": 2}))
+    for knobs, words in [({"n_public": 0}, "n_public=0"), ({"system_prompt": "x"}, "unknown"),
+                         ({"limit": "3"}, "limit='3'")]:
+        with pytest.raises(SettingsError, match=words):
+            validate_settings(_set(_set(s, "task.name", mbpp), "task.knobs", knobs))
+    with pytest.raises(SettingsError, match="tiny model knows only"):
+        validate_settings(_set(TrainSettings(), "task.name", mbpp))
+
+
+def test_an_mbpp_file_is_a_task_of_code_feedback_episodes(tmp_path):
+    """``mbpp:PATH`` reaches the MBPP loader, and its episodes run in ``CodeFeedbackEnv``."""
+    from workbench.envs.code import CodeFeedbackEnv, write_mbpp_sample
+    from workbench.tasks import get_task
+
+    path = write_mbpp_sample(tmp_path / "mbpp.jsonl")
+    task = get_task(f"mbpp:{path}", test_fraction=0.34)
+    assert task.env is CodeFeedbackEnv and len(task.train) + len(task.test) == 3
+    env = task.env()
+    row = task.test[0]
+    env.reset(row)
+    step = env.step("```python\n" + row["answer"] + "\n```")     # the reference passes
+    assert step.done and step.info["passed"]
 
 
 def test_cuda_asked_on_a_machine_without_it():

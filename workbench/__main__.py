@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task", help="sum (default) | linear | code (RLEF: 3-turn episodes with "
                    "execution feedback) | search (BM25 search tool on a generated world) | "
-                   "gsm8k:PATH | math:PATH")
+                   "gsm8k:PATH | math:PATH | mbpp:PATH")
     p.add_argument("--model", help="'tiny' (default), a local folder or a hub id")
     p.add_argument("--tier", choices=["auto", "unsloth", "bnb4", "plain"])
     p.add_argument("--max-new-tokens", type=int, help="tokens per model turn")

@@ -440,21 +440,23 @@ def _task_problems(t: TaskSettings, *, tiny: bool) -> list[str]:
             TASKS[t.name](**knobs)
         except (TypeError, ValueError) as exc:
             problems.append(f"task knobs {t.knobs!r} do not fit task {t.name!r}: {exc}.")
-    elif kind in ("gsm8k", "math") and file:
+    elif kind in _FILE_KNOBS and file:
         path = Path(file).expanduser()
         if not path.is_file():
             problems.append(f"task={t.name!r}: {'is a folder' if path.is_dir() else 'no such file'}"
                             f" {path}; give a jsonl file (one JSON object per line).")
-        unknown = sorted(set(knobs) - {"test_path", "test_fraction", "limit", "system_prompt"})
+        known = _FILE_KNOBS[kind]
+        unknown = sorted(set(knobs) - set(known))
         if unknown:
-            problems.append(f"task knobs {unknown}: unknown for a {kind} file; known: test_path, "
-                            "test_fraction, limit, system_prompt.")
+            problems.append(f"task knobs {unknown}: unknown for a {kind} file; known: "
+                            f"{', '.join(known)}.")
         fraction = knobs.get("test_fraction", 0.1)
         if not _is_a(fraction, float) or not 0 < fraction < 1:
             problems.append(f"task knob test_fraction={fraction!r}: must be between 0 and 1.")
-        limit = knobs.get("limit")
-        if limit is not None and (not _is_a(limit, int) or limit < 1):
-            problems.append(f"task knob limit={limit!r}: must be a whole number >= 1.")
+        for name in ("limit", "n_public"):
+            value = knobs.get(name)
+            if value is not None and (not _is_a(value, int) or value < 1):
+                problems.append(f"task knob {name}={value!r}: must be a whole number >= 1.")
         if tiny:
             problems.append(f"task={t.name!r}: the tiny model knows only the synthetic tasks "
                             f"({', '.join(sorted(TASKS))}); give --model a real model for a "
@@ -462,8 +464,14 @@ def _task_problems(t: TaskSettings, *, tiny: bool) -> list[str]:
     else:
         problems.append(
             f"task={t.name!r}: unknown; choose one of {', '.join(sorted(TASKS))}, or "
-            "'gsm8k:PATH.jsonl' / 'math:PATH.jsonl' for a local file.")
+            "'gsm8k:PATH.jsonl' / 'math:PATH.jsonl' / 'mbpp:PATH.jsonl' for a local file.")
     return problems
+
+
+# a local file's kind -> the knobs its loader takes (tasks.load_jsonl_task, envs.code.load_mbpp_task)
+_FILE_KNOBS = {"gsm8k": ("test_path", "test_fraction", "limit", "system_prompt"),
+               "math": ("test_path", "test_fraction", "limit", "system_prompt"),
+               "mbpp": ("test_path", "test_fraction", "limit", "n_public")}
 
 
 # =============================================================================================

@@ -256,7 +256,8 @@ def add_cli(sub) -> None:
     p.add_argument("--traces", help="jsonl of {prompt, completion} rows (default: the task's "
                    "programmatic teacher, worked solutions checked by the verifier)")
     p.add_argument("--max-traces", type=int, help="train on the first N traces only")
-    p.add_argument("--task", help="sum (default) | linear | ... | gsm8k:PATH | math:PATH")
+    p.add_argument("--task", help="sum (default) | linear | ... | gsm8k:PATH | math:PATH | "
+                   "mbpp:PATH")
     p.add_argument("--model", help="'tiny' (default), a local folder or a hub id")
     p.add_argument("--tier", choices=["auto", "unsloth", "bnb4", "plain"])
     p.add_argument("--lora", action="store_true", help="train LoRA adapters")

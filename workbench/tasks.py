@@ -617,20 +617,25 @@ def get_task(name: str = "sum", *, n_train: int = 4000, n_test: int = 200, path:
     ``"sum"`` (default) and ``"linear"`` are synthetic, with difficulty ``knobs`` (see their
     classes). ``"gsm8k"`` and ``"math"`` read a local jsonl file given as ``path=`` or as
     ``"gsm8k:PATH"`` / ``"math:PATH"``; the file is split 90/10 with a fixed seed unless a
-    ``test_path=`` is given.
+    ``test_path=`` is given. ``"mbpp:PATH"``: MBPP-style code problems, run as episodes with
+    execution feedback (``workbench.envs.code.load_mbpp_task``).
     """
     from datasets import Dataset
 
     if ":" in name and path is None:
         name, path = name.split(":", 1)
-    if name in ("gsm8k", "math"):
+    if name in ("gsm8k", "math", "mbpp"):
         if path is None:
             raise ValueError(f"task {name!r} reads a local jsonl file: pass path=... "
                              f"or name='{name}:/path/to/file.jsonl'")
+        if name == "mbpp":
+            from .envs.code import load_mbpp_task
+
+            return load_mbpp_task(path, **knobs)
         return load_jsonl_task(name, path, **knobs)
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; choose one of {', '.join(sorted(TASKS))}, "
-                         "'gsm8k:PATH' or 'math:PATH'")
+                         "'gsm8k:PATH', 'math:PATH' or 'mbpp:PATH'")
     writer = TASKS[name](**knobs)
     train, test, _ = writer.split(n_train, n_test)
     return Task(

@@ -341,7 +341,7 @@ def load_mbpp_task(path: str | Path, *, test_path: str | Path | None = None,
     return Task(name="mbpp", train=Dataset.from_list(train_rows),
                 test=Dataset.from_list(test_rows), reward_funcs=CODE_REWARDS,
                 reward_weights=(1.0, 1.0), knobs={"path": str(path)},
-                description=f"MBPP-style code problems from {path}")
+                description=f"MBPP-style code problems from {path}", env=CodeFeedbackEnv)
 
 
 def _answer_reward(prompts, completions, **kwargs):
