@@ -52,13 +52,13 @@ def start_then_sigkill():
 
 
 def _start_then_sigkill(cmd: list[str], out: Path, *, after_lines: int, log: Path,
-                        timeout_s: float = 300) -> int:
+                        timeout_s: float = 300, env: dict | None = None) -> int:
     """Run ``cmd`` (a training command writing ``out``), SIGKILL it once its metrics.jsonl holds
     ``after_lines`` steps (or it ended), and return how many steps it had recorded."""
     import subprocess
     import time
 
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(env or os.environ, PYTHONUNBUFFERED="1")
     metrics, deadline = out / "metrics.jsonl", time.time() + timeout_s
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -457,25 +456,17 @@ t.train(progress=False)
 
 
 @pytest.mark.slow
-def test_multi_turn_run_resumes_after_sigkill_exactly(tiny_path, tmp_path):
+def test_multi_turn_run_resumes_after_sigkill_exactly(tiny_path, tmp_path, start_then_sigkill):
     script = tmp_path / "run.py"
     script.write_text(_RESUMABLE.format(tests=str(ROOT / "tests")))
     env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
     ref = tmp_path / "ref"
     subprocess.run([sys.executable, str(script), str(ref), "new"], check=True, env=env,
                    cwd=ROOT, capture_output=True)
-    victim = tmp_path / "victim"
-    proc = subprocess.Popen([sys.executable, str(script), str(victim), "new"], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    metrics = victim / "metrics.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline:                         # kill between checkpoints 3 and 6
-        if metrics.exists() and metrics.read_text().count("\n") >= 4:
-            break
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert 4 <= metrics.read_text().count("\n") < 10
+    victim = tmp_path / "victim"                         # killed between checkpoints 3 and 6
+    killed_at = start_then_sigkill([sys.executable, str(script), str(victim), "new"], victim,
+                                   after_lines=4, log=tmp_path / "victim.log", env=env)
+    assert 4 <= killed_at < 10, (tmp_path / "victim.log").read_text()[-3000:]
     res = subprocess.run([sys.executable, str(script), str(victim), "resume"], env=env, cwd=ROOT,
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-2000:]
