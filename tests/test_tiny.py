@@ -69,3 +69,35 @@ def test_base_model_has_headroom_for_rl(tiny_policy):
     acc_direct = sum(r for r, w in zip(right, worked) if not w) / max(1, len(worked) - sum(worked))
     assert sum(worked) > 0.15 * len(worked)
     assert acc_worked > acc_direct + 0.3, (acc_worked, acc_direct)
+
+
+def test_a_killed_build_leaves_nothing_that_outlives_the_next_one(tmp_path):
+    """A build killed mid-way leaves its temporary folder; the next build of that model (holding
+    the lock, so no other build is live) removes it, and readers only ever see whole folders."""
+    from workbench.tiny import cached_build
+
+    path = tmp_path / "tiny-0123456789ab"
+    stale = tmp_path / ".tiny-0123456789ab-x1y2z3"      # what SIGKILL during a build leaves
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"half")
+    other = tmp_path / ".tiny-0123456789abcd-q"           # another model's: not touched
+    other.mkdir()
+
+    def build(out):
+        (out / "build_info.json").write_text("{}")
+
+    assert cached_build(path, build) == path and (path / "build_info.json").exists()
+    assert not stale.exists() and other.exists()
+    assert cached_build(path, lambda out: pytest.fail("built twice")) == path
+
+
+def test_build_command_finds_cached_models_and_refuses_unknown_ones(tiny_path, capsys):
+    from workbench.__main__ import main
+
+    assert main(["build", "--task", "sum"]) == 0
+    out = capsys.readouterr().out
+    assert "tiny model: sum" in out and "cached" in out and str(tiny_path) in out
+    assert main(["build", "--task", "sum", "chess"]) == 2
+    err = capsys.readouterr().err
+    assert "--task chess: no such synthetic task" in err and err.count("\n") == 1
+    assert main(["build", "--threads", "0"]) == 2

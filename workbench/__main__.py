@@ -1,4 +1,4 @@
-"""Command line: ``python -m workbench train | sft | eval | inspect | trl-train``.
+"""Command line: ``python -m workbench train | sft | eval | inspect | build | trl-train``.
 
     python -m workbench train --out runs/first            # the tiny default, a few minutes on CPU
     python -m workbench train --resume runs/first         # continue a killed run
@@ -6,6 +6,7 @@
     python -m workbench eval --model runs/first/checkpoints/step-000150/weights
     python -m workbench inspect runs/first                # what happened in a run
     python -m workbench sft --out runs/sft                # SFT on the task's teacher traces
+    python -m workbench build --all                       # every tiny model the course uses
 """
 from __future__ import annotations
 
@@ -46,6 +47,15 @@ def _parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("inspect", help="short text summary of a run folder")
     i.add_argument("run", help="run folder")
+
+    b = sub.add_parser("build", help="build (or find cached) the locally trained tiny models")
+    b.add_argument("--task", nargs="+", default=[], metavar="TASK",
+                   help="tiny models for these synthetic tasks (default: sum)")
+    b.add_argument("--latent", action="store_true",
+                   help="notebook 09's Coconut and recurrent-depth models")
+    b.add_argument("--all", action="store_true",
+                   help=f"every model the notebooks use: {', '.join(COURSE_TASKS)} + --latent")
+    b.add_argument("--threads", type=int, help="torch CPU threads (default: torch's own)")
     from .scale.trl import add_cli  # trl-train: the same task in trl.GRPOTrainer
 
     add_cli(sub)
@@ -53,6 +63,53 @@ def _parser() -> argparse.ArgumentParser:
 
     add_sft_cli(sub)
     return p
+
+
+COURSE_TASKS = ("sum", "sum_bilingual", "code", "search")   # the tiny models the notebooks use
+
+
+def _build(args) -> int:
+    """Build what is asked for (cached ones are only found), then a table of what each cost."""
+    import time
+
+    import torch
+
+    from .settings import SettingsError
+    from .tasks import TASKS
+    from .tiny import ensure_tiny_model, tiny_path, tiny_spec_for
+
+    tasks = list(dict.fromkeys(list(COURSE_TASKS if args.all else ()) + args.task))
+    latent = args.all or args.latent
+    if not tasks and not latent:
+        tasks = ["sum"]
+    unknown = [t for t in tasks if t not in TASKS]
+    if unknown:
+        raise SettingsError(f"--task {' '.join(unknown)}: no such synthetic task; choose from "
+                            f"{', '.join(sorted(TASKS))}.")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise SettingsError(f"--threads {args.threads}: must be at least 1.")
+        torch.set_num_threads(args.threads)
+    builds = [(f"tiny model: {t}", tiny_path(tiny_spec_for(t)),
+               lambda t=t: ensure_tiny_model(tiny_spec_for(t))) for t in tasks]
+    if latent:
+        from .latent.coconut import coconut_path, ensure_coconut_models
+        from .latent.recurrent import ensure_recurrent_model, recurrent_path
+
+        builds += [("Coconut models (latent)", coconut_path(), ensure_coconut_models),
+                   ("recurrent-depth model (latent)", recurrent_path(), ensure_recurrent_model)]
+    rows, total = [], 0.0
+    for name, folder, build in builds:
+        cached = (folder / "build_info.json").exists()
+        t0 = time.time()
+        build()
+        took = time.time() - t0
+        total += 0.0 if cached else took
+        info = json.loads((folder / "build_info.json").read_text())
+        rows.append(f"  {name:32s} {'cached' if cached else 'built now in %.0f s' % took:>18s}"
+                    f"   (its build took {info.get('seconds', '?')} s)  {folder}")
+    print(f"{len(builds)} model(s); built now: {total:.0f} s of wall time\n" + "\n".join(rows))
+    return 0
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -133,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "eval":
             return _eval(args)
+        if args.command == "build":
+            return _build(args)
         if args.command == "trl-train":
             from .scale.trl import cli_main
 

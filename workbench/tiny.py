@@ -184,6 +184,8 @@ def cached_build(path: Path, build, *, announce: str | None = None) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if (path / "build_info.json").exists():
             return path
+        for stale in path.parent.glob(f".{path.name}-*"):   # left by a build that was killed:
+            shutil.rmtree(stale, ignore_errors=True)        # with the lock held, none is live
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
         if announce:
             print(f"{announce} -> {path}", flush=True)
