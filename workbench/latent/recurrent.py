@@ -35,7 +35,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2                  # 2: embeddings read at unit scale
 
 
 @dataclass(frozen=True)
@@ -125,8 +125,13 @@ class RecurrentDepthLM(nn.Module):
         self.prelude, self.core, self.coda = make(prelude), make(core), make(coda)
         self.adapter = nn.Linear(2 * hidden, hidden, bias=False)     # [state, e] -> core input
         self.norm = nn.RMSNorm(hidden, eps=1e-6)
-        nn.init.normal_(self.embed.weight, std=0.02)
-        nn.init.normal_(self.position.weight, std=0.02)
+        # Tied table at N(0, 1/hidden) read times sqrt(hidden): unit-scale inputs and O(1) first
+        # logits (Huginn's ``embed_scale`` is sqrt(5280)). Read unscaled at std 0.02, the
+        # tokens were 1/50 of the first sub-layer's output, which the sandwich norm then
+        # renormalised away: the model answered every question alike (test_recurrent_reads_input).
+        self.embed_scale = hidden ** 0.5
+        nn.init.normal_(self.embed.weight, std=hidden ** -0.5)
+        nn.init.normal_(self.position.weight, std=hidden ** -0.5)
 
     # the three stages -------------------------------------------------------------------------
     def read(self, input_ids, attention_mask=None):
@@ -139,7 +144,7 @@ class RecurrentDepthLM(nn.Module):
         causal = torch.ones(t, t, dtype=torch.bool, device=input_ids.device).tril()
         allowed = causal & attention_mask.bool()[:, None, None, :]
         allowed = allowed | torch.eye(t, dtype=torch.bool, device=input_ids.device)  # pads see self
-        x = self.embed(input_ids) + self.position(positions)
+        x = (self.embed(input_ids) + self.position(positions)) * self.embed_scale       # (B, T, H)
         for block in self.prelude:
             x = block(x, allowed)
         return x, allowed
@@ -319,10 +324,15 @@ def ensure_recurrent_model(spec: RecurrentSpec | None = None, *, verbose: bool =
 
 def load_recurrent(spec: RecurrentSpec | None = None, *, device=None, verbose: bool = True):
     """(model, tokenizer) of the cached recurrent-depth model."""
+    return load_folder(ensure_recurrent_model(spec, verbose=verbose), device=device)
+
+
+def load_folder(folder: str | Path, *, device=None):
+    """(model in eval mode, tokenizer) saved by ``build_recurrent_model`` into ``folder``."""
     from safetensors.torch import load_file
     from transformers import AutoTokenizer
 
-    folder = ensure_recurrent_model(spec, verbose=verbose)
+    folder = Path(folder)
     model = RecurrentDepthLM(**json.loads((folder / "model_config.json").read_text()))
     model.load_state_dict(load_file(folder / "model.safetensors"))
     model.eval()
