@@ -62,6 +62,7 @@ class CoconutSpec:
     batch_size: int = 16              # small batches, more steps: more learnt per CPU second
     learning_rate: float = 5e-3       # stage 0
     stage_learning_rate: float = 1e-3  # stages >= 1 (fresh optimiser each stage)
+    init_std: float = 0.1             # about 1/sqrt(hidden); see build_coconut_models
     seed: int = 0
 
     def key(self) -> str:
@@ -419,6 +420,10 @@ def build_coconut_models(out: str | Path, spec: CoconutSpec | None = None, *,
     ids = dict(zip((BOT, EOT, LATENT), tok.convert_tokens_to_ids([BOT, EOT, LATENT])))
     examples = [worked_example(tok, w, p) for w, p in drawn]
     cfg = tiny_config(spec, tok)
+    # transformers' default std 0.02 leaves the tied embeddings too small to learn, within this
+    # budget, to copy a node letter from the prompt: at 0.02 the reach models answered one letter
+    # to every graph (benchmarks/README.md, latent section); at 0.1 they name an option.
+    cfg.initializer_range = spec.init_std
     with _seeded(spec.seed):
         model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     common = dict(c_thought=spec.c_thought, batch_size=spec.batch_size, ids=ids,
