@@ -11,6 +11,7 @@ model with that seed, then measures on the fixed held-out problems of each task:
     .venv/bin/python benchmarks/latent.py                       # 3 seeds, 200 problems per task
     .venv/bin/python benchmarks/latent.py --seeds 0 --n-test 50 # quick look
     .venv/bin/python benchmarks/latent.py --build-cost          # builds, in tiny-step units
+    .venv/bin/python benchmarks/latent.py --grpo 100 --n-test 100  # GRPO on the thoughts model
 
 Writes ``benchmarks/results/latent.json`` (every number, plus load and build times) and
 ``latent.png``, and prints the tables pasted into benchmarks/README.md.
@@ -87,6 +88,37 @@ def run_seed(seed: int, *, n_test: int, iterations: list[int], threshold: float)
             "seconds_per_answer": (time.perf_counter() - t0) / len(probs)}
         print(f"seed {seed} recurrent {task:6s} adaptive acc {res['accuracy']:.3f} "
               f"mean depth {res['mean_depth']:.1f}", flush=True)
+    return out
+
+
+def run_grpo(seed: int, *, n_test: int, steps: int, temperature: float,
+             learning_rate: float) -> dict:
+    """Greedy held-out accuracy of the Coconut model before and after ``steps`` GRPO steps
+    (answers sampled after deterministic thoughts; ``workbench.latent.thought_grpo``)."""
+    from workbench.latent.coconut import CoconutSpec, evaluate_mode, load_coconut, problems
+    from workbench.latent.thought_grpo import train_grpo
+
+    spec = dataclasses.replace(CoconutSpec(), seed=seed)
+    model, tok = load_coconut("coconut", spec, verbose=False)
+    held_out = problems(spec, n_test=n_test)
+
+    def accuracy():
+        return {task: evaluate_mode(model, tok, w, ps, n_thoughts=spec.n_thoughts)["accuracy"]
+                for task, (w, ps) in held_out.items()}
+
+    before = accuracy()
+    t0 = time.process_time()
+    hist = train_grpo(model, tok, spec.writers(), n_thoughts=spec.n_thoughts, steps=steps,
+                      temperature=temperature, learning_rate=learning_rate, seed=seed)
+    cpu = time.process_time() - t0
+    after = accuracy()
+    tenth = max(1, steps // 10)
+    out = {"seed": seed, "before": before, "after": after, "cpu_seconds": round(cpu, 1),
+           "train_reward_first": statistics.mean(h.reward for h in hist[:tenth]),
+           "train_reward_last": statistics.mean(h.reward for h in hist[-tenth:]),
+           "zero_std_share": statistics.mean(h.zero_std for h in hist)}
+    print(f"seed {seed} GRPO: before {before} after {after}; sampled reward "
+          f"{out['train_reward_first']:.3f} -> {out['train_reward_last']:.3f}", flush=True)
     return out
 
 
@@ -196,6 +228,10 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     parser.add_argument("--threshold", type=float, default=5e-4)
     parser.add_argument("--tag", default="")
+    parser.add_argument("--grpo", type=int, default=0, metavar="STEPS",
+                        help="only GRPO on the Coconut model: greedy accuracy before and after")
+    parser.add_argument("--grpo-temperature", type=float, default=0.7)
+    parser.add_argument("--grpo-lr", type=float, default=1e-4)
     parser.add_argument("--build-cost", action="store_true",
                         help="only time the two builds against a tiny pretraining step")
     args = parser.parse_args()
@@ -215,6 +251,14 @@ def main() -> None:
     start = time.time()
     results = ROOT / "benchmarks" / "results"
     results.mkdir(exist_ok=True)
+    if args.grpo:
+        runs = [run_grpo(seed, n_test=args.n_test, steps=args.grpo,
+                         temperature=args.grpo_temperature, learning_rate=args.grpo_lr)
+                for seed in args.seeds]
+        (results / "latent-grpo.json").write_text(json.dumps({
+            "args": vars(args), "runs": runs, "seconds": round(time.time() - start),
+            "load_average_end": os.getloadavg()}, indent=1))
+        return
     runs = []
     for seed in args.seeds:       # one file per seed: seeds can run in parallel, then be joined
         done = results / f"latent-seed{seed}.json"
