@@ -11,6 +11,7 @@ model with that seed, then measures on the fixed held-out problems of each task:
     .venv/bin/python benchmarks/latent.py                       # 3 seeds, 200 problems per task
     .venv/bin/python benchmarks/latent.py --seeds 0 --n-test 50 # quick look
     .venv/bin/python benchmarks/latent.py --build-cost          # builds, in tiny-step units
+    .venv/bin/python benchmarks/latent.py --grpo 100 --n-test 100  # GRPO on the thoughts model
 
 Writes ``benchmarks/results/latent.json`` (every number, plus load and build times) and
 ``latent.png``, and prints the tables pasted into benchmarks/README.md.
@@ -21,6 +22,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import statistics
 import sys
 import time
@@ -29,6 +31,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+
+def option_share(task: str, problems_: list, answers: list) -> float | None:
+    """Reachability only: share of answers that name one of the question's two options (the
+    models of last round named letters that were not options; guessing between them is 0.5)."""
+    if task != "reach":
+        return None
+    said = [re.search(r"<answer>(.*?)</answer>", a.text) for a in answers]
+    named = [bool(m) and m.group(1).strip() in p[2:4] for m, p in zip(said, problems_)]
+    return sum(named) / len(named)
 
 
 def run_seed(seed: int, *, n_test: int, iterations: list[int], threshold: float) -> dict:
@@ -48,6 +60,7 @@ def run_seed(seed: int, *, n_test: int, iterations: list[int], threshold: float)
                               n_thoughts=cspec.n_thoughts if mode == "coconut" else 0)
             out["modes"][f"{mode}/{task}"] = {
                 "accuracy": r["accuracy"], "tokens": r["tokens"], "generated": r["generated"],
+                "named_option": option_share(task, probs, r["answers"]),
                 "seconds_per_answer": (time.perf_counter() - t0) / len(probs)}
             print(f"seed {seed} {mode:8s} {task:6s} acc {r['accuracy']:.3f} "
                   f"generated {r['generated']:.1f}", flush=True)
@@ -62,6 +75,7 @@ def run_seed(seed: int, *, n_test: int, iterations: list[int], threshold: float)
             res = evaluate_depth(model, tok, writer, probs, iterations=r)
             out["depth"][f"{task}/r={r}"] = {
                 "accuracy": res["accuracy"],
+                "named_option": option_share(task, probs, res["answers"]),
                 "seconds_per_answer": (time.perf_counter() - t0) / len(probs)}
             print(f"seed {seed} recurrent {task:6s} r={r:2d} acc {res['accuracy']:.3f}", flush=True)
         t0 = time.perf_counter()
@@ -69,10 +83,42 @@ def run_seed(seed: int, *, n_test: int, iterations: list[int], threshold: float)
                              max_iterations=max(iterations))
         out["depth"][f"{task}/adaptive"] = {
             "accuracy": res["accuracy"], "mean_depth": res["mean_depth"],
+            "named_option": option_share(task, probs, res["answers"]),
             "depth_histogram": dict(sorted(Counter(res["depths"]).items())),
             "seconds_per_answer": (time.perf_counter() - t0) / len(probs)}
         print(f"seed {seed} recurrent {task:6s} adaptive acc {res['accuracy']:.3f} "
               f"mean depth {res['mean_depth']:.1f}", flush=True)
+    return out
+
+
+def run_grpo(seed: int, *, n_test: int, steps: int, temperature: float,
+             learning_rate: float) -> dict:
+    """Greedy held-out accuracy of the Coconut model before and after ``steps`` GRPO steps
+    (answers sampled after deterministic thoughts; ``workbench.latent.thought_grpo``)."""
+    from workbench.latent.coconut import CoconutSpec, evaluate_mode, load_coconut, problems
+    from workbench.latent.thought_grpo import train_grpo
+
+    spec = dataclasses.replace(CoconutSpec(), seed=seed)
+    model, tok = load_coconut("coconut", spec, verbose=False)
+    held_out = problems(spec, n_test=n_test)
+
+    def accuracy():
+        return {task: evaluate_mode(model, tok, w, ps, n_thoughts=spec.n_thoughts)["accuracy"]
+                for task, (w, ps) in held_out.items()}
+
+    before = accuracy()
+    t0 = time.process_time()
+    hist = train_grpo(model, tok, spec.writers(), n_thoughts=spec.n_thoughts, steps=steps,
+                      temperature=temperature, learning_rate=learning_rate, seed=seed)
+    cpu = time.process_time() - t0
+    after = accuracy()
+    tenth = max(1, steps // 10)
+    out = {"seed": seed, "before": before, "after": after, "cpu_seconds": round(cpu, 1),
+           "train_reward_first": statistics.mean(h.reward for h in hist[:tenth]),
+           "train_reward_last": statistics.mean(h.reward for h in hist[-tenth:]),
+           "zero_std_share": statistics.mean(h.zero_std for h in hist)}
+    print(f"seed {seed} GRPO: before {before} after {after}; sampled reward "
+          f"{out['train_reward_first']:.3f} -> {out['train_reward_last']:.3f}", flush=True)
     return out
 
 
@@ -121,23 +167,28 @@ def summarise(runs: list[dict]) -> str:
             return fmt.format(values[0])
         return (fmt + " ± " + fmt).format(statistics.mean(values), statistics.stdev(values))
 
-    lines = ["| task | mode | accuracy | visible tokens | generated (thoughts incl.) | s / answer |",
-             "|---|---|---|---|---|---|"]
+    def named(rows):
+        shares = [x.get("named_option") for x in rows]
+        return "–" if None in shares else cell(shares, "{:.2f}")
+
+    lines = ["| task | mode | accuracy | names an option | visible tokens | generated (thoughts "
+             "incl.) | s / answer |", "|---|---|---|---|---|---|---|"]
     for key in runs[0]["modes"]:
         mode, task = key.split("/")
         rows = [r["modes"][key] for r in runs]
         lines.append(f"| {task} | {mode} | {cell([x['accuracy'] for x in rows])} | "
-                     f"{cell([x['tokens'] for x in rows], '{:.1f}')} | "
+                     f"{named(rows)} | {cell([x['tokens'] for x in rows], '{:.1f}')} | "
                      f"{cell([x['generated'] for x in rows], '{:.1f}')} | "
                      f"{cell([x['seconds_per_answer'] for x in rows], '{:.4f}')} |")
-    lines += ["", "| task | depth | accuracy | s / answer |", "|---|---|---|---|"]
+    lines += ["", "| task | depth | accuracy | names an option | s / answer |",
+              "|---|---|---|---|---|"]
     for key in runs[0]["depth"]:
         task, depth = key.split("/")
         rows = [r["depth"][key] for r in runs]
         extra = (f" (mean exit depth {cell([x['mean_depth'] for x in rows], '{:.1f}')})"
                  if "mean_depth" in rows[0] else "")
         lines.append(f"| {task} | {depth}{extra} | {cell([x['accuracy'] for x in rows])} | "
-                     f"{cell([x['seconds_per_answer'] for x in rows], '{:.4f}')} |")
+                     f"{named(rows)} | {cell([x['seconds_per_answer'] for x in rows], '{:.4f}')} |")
     return "\n".join(lines)
 
 
@@ -177,11 +228,18 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     parser.add_argument("--threshold", type=float, default=5e-4)
     parser.add_argument("--tag", default="")
+    parser.add_argument("--grpo", type=int, default=0, metavar="STEPS",
+                        help="only GRPO on the Coconut model: greedy accuracy before and after")
+    parser.add_argument("--grpo-temperature", type=float, default=0.7)
+    parser.add_argument("--grpo-lr", type=float, default=1e-4)
     parser.add_argument("--build-cost", action="store_true",
                         help="only time the two builds against a tiny pretraining step")
     args = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
+
+    from workbench.latent.coconut import CoconutSpec
+    from workbench.latent.recurrent import RecurrentSpec
 
     if args.build_cost:
         cost = build_cost()
@@ -193,14 +251,23 @@ def main() -> None:
     start = time.time()
     results = ROOT / "benchmarks" / "results"
     results.mkdir(exist_ok=True)
+    if args.grpo:
+        runs = [run_grpo(seed, n_test=args.n_test, steps=args.grpo,
+                         temperature=args.grpo_temperature, learning_rate=args.grpo_lr)
+                for seed in args.seeds]
+        (results / "latent-grpo.json").write_text(json.dumps({
+            "args": vars(args), "runs": runs, "seconds": round(time.time() - start),
+            "load_average_end": os.getloadavg()}, indent=1))
+        return
     runs = []
     for seed in args.seeds:       # one file per seed: seeds can run in parallel, then be joined
         done = results / f"latent-seed{seed}.json"
-        setting = {k: getattr(args, k) for k in ("n_test", "iterations", "threshold")}
-        if done.exists() and json.loads(done.read_text())["setting"] == setting:
+        how = {k: getattr(args, k) for k in ("n_test", "iterations", "threshold")}
+        setting = {**how, "spec_keys": [CoconutSpec().key(), RecurrentSpec().key()]}  # new specs
+        if done.exists() and json.loads(done.read_text())["setting"] == setting:     # re-run
             runs.append(json.loads(done.read_text())["run"])
             continue
-        runs.append(run_seed(seed, **setting))
+        runs.append(run_seed(seed, **how))
         done.write_text(json.dumps({"setting": setting, "run": runs[-1],
                                     "load_average_end": os.getloadavg()}, indent=1))
     table = summarise(runs)

@@ -7,6 +7,8 @@
 - ``workbench.latent.recurrent``: recurrent depth (Geiping et al. 2025, "Huginn"). A core block
   iterated r times, trained with a random r; more iterations at test time buy more compute, and an
   adaptive exit stops a token when successive iterations agree.
+- ``workbench.latent.thought_grpo``: GRPO on a continuous-thought model. The thoughts stay
+  deterministic, the visible answer is sampled and rewarded; the loss is ``workbench.grpo``'s.
 
 Both models are built locally on synthetic multi-step tasks (``sum`` with three terms and
 ``reach``, two-hop graph reachability in the style of ProsQA) and cached like the tiny model.

@@ -62,6 +62,7 @@ class CoconutSpec:
     batch_size: int = 16              # small batches, more steps: more learnt per CPU second
     learning_rate: float = 5e-3       # stage 0
     stage_learning_rate: float = 1e-3  # stages >= 1 (fresh optimiser each stage)
+    init_std: float = 0.1             # about 1/sqrt(hidden); see build_coconut_models
     seed: int = 0
 
     def key(self) -> str:
@@ -102,6 +103,7 @@ class LatentAnswer:
     n_thoughts: int                   # continuous thoughts used (forward passes, no tokens)
     n_tokens: int                     # visible tokens generated (eos included)
     thoughts: object                  # (n_thoughts, hidden) tensor: the fed-back states
+    token_ids: tuple[int, ...] = ()   # the visible tokens written (what GRPO scores)
 
     @property
     def generated(self) -> int:
@@ -158,8 +160,10 @@ def forward_with_thoughts(model, input_ids, attention_mask, *, latent_start: int
 
 
 def answer_with_thoughts(model, tokenizer, prompts: list[list[dict]], *, n_thoughts: int,
-                         max_new_tokens: int = 40, device=None) -> list[LatentAnswer]:
-    """Greedy answers after ``n_thoughts`` continuous thoughts (0: plain greedy decoding).
+                         max_new_tokens: int = 40, device=None, temperature: float = 0.0,
+                         generator=None) -> list[LatentAnswer]:
+    """Greedy answers after ``n_thoughts`` continuous thoughts (0: plain greedy decoding);
+    ``temperature`` > 0 samples the visible tokens instead (the thoughts stay deterministic).
 
     prompts: chats (``[{"role": "user", "content": ...}]``). The model reads
     ``prompt <bot>``, thinks ``n_thoughts`` times through the KV cache (one position each, no
@@ -195,7 +199,12 @@ def answer_with_thoughts(model, tokenizer, prompts: list[list[dict]], *, n_thoug
             h = model.model(inputs_embeds=embed(token), attention_mask=mask, position_ids=next_pos,
                             past_key_values=cache, use_cache=True).last_hidden_state
             next_pos = next_pos + 1
-            token = model.lm_head(h[:, -1]).argmax(-1, keepdim=True)   # (B, 1) greedy
+            logits = model.lm_head(h[:, -1])                            # (B, V)
+            if temperature > 0:
+                token = torch.multinomial((logits / temperature).softmax(-1), 1,
+                                          generator=generator)        # (B, 1) sampled
+            else:
+                token = logits.argmax(-1, keepdim=True)               # (B, 1) greedy
             written.append(torch.where(done[:, None], tokenizer.pad_token_id, token))
             done |= token[:, 0] == tokenizer.eos_token_id
             if done.all():
@@ -207,7 +216,7 @@ def answer_with_thoughts(model, tokenizer, prompts: list[list[dict]], *, n_thoug
         toks = [t for t in toks if t != tokenizer.pad_token_id]
         answers.append(LatentAnswer(
             text=tokenizer.decode(toks, skip_special_tokens=True), n_thoughts=n_thoughts,
-            n_tokens=len(toks), thoughts=stacked[row].cpu()))
+            n_tokens=len(toks), thoughts=stacked[row].cpu(), token_ids=tuple(toks)))
     return answers
 
 
@@ -419,6 +428,10 @@ def build_coconut_models(out: str | Path, spec: CoconutSpec | None = None, *,
     ids = dict(zip((BOT, EOT, LATENT), tok.convert_tokens_to_ids([BOT, EOT, LATENT])))
     examples = [worked_example(tok, w, p) for w, p in drawn]
     cfg = tiny_config(spec, tok)
+    # transformers' default std 0.02 leaves the tied embeddings too small to learn, within this
+    # budget, to copy a node letter from the prompt: at 0.02 the reach models answered one letter
+    # to every graph (benchmarks/README.md, latent section); at 0.1 they name an option.
+    cfg.initializer_range = spec.init_std
     with _seeded(spec.seed):
         model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
     common = dict(c_thought=spec.c_thought, batch_size=spec.batch_size, ids=ids,
