@@ -209,12 +209,12 @@ def test_tiny_code_model_has_first_attempts_and_repairs(code_policy, code_task):
     repaired after feedback; the comparison's numbers are rates that only grow with budget."""
     from workbench.envs.code import compare_feedback
 
-    rows = list(code_task.test)[:20]
-    c = compare_feedback(code_policy.model, code_policy.tokenizer, rows, samples=2, seed=0,
-                         modes=("feedback", "independent"))
+    rows = list(code_task.test)                          # 160 episodes: repairs are rare,
+    c = compare_feedback(code_policy.model, code_policy.tokenizer, rows, samples=4, seed=0,
+                         modes=("feedback",))          # 40 episodes may show none
     fb = c.by_attempt["feedback"]
-    assert c.episodes == 40 and len(fb) == 3
-    assert 0 < fb[0] < 0.95, fb                         # first attempts: some right, not all
+    assert c.episodes == 160 and len(fb) == 3
+    assert 0.05 < fb[0] < 0.5, fb                       # first attempts: ~1 in 5 right
     assert fb[2] > fb[0], fb                           # feedback repairs some failures
     assert all(x <= y for x, y in zip(fb, fb[1:]))
     assert 1.0 <= c.turns_mean["feedback"] <= 3.0
