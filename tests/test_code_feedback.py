@@ -31,7 +31,7 @@ def test_split_is_fixed_and_held_out_never_trained(code_task):
     assert code_task.component_names == ("answer", "no_code")
 
 
-def test_worked_solutions_pass_and_estimates_seldom_do(code_task):
+def test_worked_solutions_pass_and_estimates_sometimes_do(code_task):
     import random
 
     rows = list(code_task.test)
@@ -40,7 +40,7 @@ def test_worked_solutions_pass_and_estimates_seldom_do(code_task):
     rng = random.Random(0)
     direct = [code_task.writer.solution(_problem(r), "direct", rng) for r in rows]
     hits = sum(private_tests_reward(None, direct, [r["private_tests"] for r in rows]))
-    assert 0 < hits < 0.4 * len(rows)
+    assert 0.2 * len(rows) < hits < 0.7 * len(rows)      # ~45%: intercept 0.9 x slope 0.5
 
 
 def test_episode_ends_on_public_pass_or_after_max_turns(code_task):
@@ -163,9 +163,20 @@ def test_code_corpus_shows_feedback_exactly_as_an_episode_does():
     spec = dataclasses.replace(tiny_spec_for("code"), corpus_size=300)
     corpus = corpus_examples(spec)
     repairs = [(p, c) for p, c in corpus if len(p) > 1]
-    assert 0.1 * len(corpus) < len(repairs) < 0.35 * len(corpus)
+    assert 0.05 * len(corpus) < len(repairs) < 0.35 * len(corpus)
     held_out = set(get_task("code", n_train=1).test["question"])
     assert not {p[0]["content"] for p, _ in corpus} & held_out
+    # background: bare subtraction facts in the worked line's words, held-out ones included
+    facts = {line for p, c in corpus if p[0]["content"].endswith("=?")
+             for line in c.split("\n")}
+    assert 0.05 * len(corpus) < sum(p[0]["content"].endswith("=?") for p, _ in corpus)
+    assert all(eval(c[2:].replace("=", "==")) for c in facts)     # noqa: S307 (our own text)
+    writer = get_task("code", n_train=1).writer
+    held_facts = {writer.worked_steps(tuple(json.loads(r["problem"])))[0]
+                  for r in get_task("code", n_train=1).test}
+    full = corpus_examples(dataclasses.replace(tiny_spec_for("code"), repair_fraction=0.0))
+    drilled = {line for p, c in full if p[0]["content"].endswith("=?") for line in c.split("\n")}
+    assert len(held_facts & drilled) >= 0.9 * len(held_facts)
     chat, completion = next((p, c) for p, c in repairs if len(p) == 5)
     public = chat[0]["content"].split("\n", 1)[1]         # the question ends with them
     env = CodeFeedbackEnv()
@@ -175,7 +186,7 @@ def test_code_corpus_shows_feedback_exactly_as_an_episode_does():
     assert f"{chat[1]['content']}<|im_end|>\n<|im_start|>user\n{chat[2]['content']}<|im_end|>\n" \
            "<|im_start|>assistant\n" in text
     fields = {k: v for k, v in dataclasses.asdict(TinySpec()).items()
-              if k not in ("repair_fraction", "fix_fraction")}
+              if k not in ("repair_fraction", "fix_fraction", "background_fraction")}
     old_key = hashlib.sha256(json.dumps([FORMAT_VERSION, fields], sort_keys=True)
                              .encode()).hexdigest()[:12]
     assert TinySpec().key() == old_key
@@ -198,12 +209,12 @@ def test_tiny_code_model_has_first_attempts_and_repairs(code_policy, code_task):
     repaired after feedback; the comparison's numbers are rates that only grow with budget."""
     from workbench.envs.code import compare_feedback
 
-    rows = list(code_task.test)[:20]
-    c = compare_feedback(code_policy.model, code_policy.tokenizer, rows, samples=2, seed=0,
-                         modes=("feedback", "independent"))
+    rows = list(code_task.test)                          # 160 episodes: repairs are rare,
+    c = compare_feedback(code_policy.model, code_policy.tokenizer, rows, samples=4, seed=0,
+                         modes=("feedback",))          # 40 episodes may show none
     fb = c.by_attempt["feedback"]
-    assert c.episodes == 40 and len(fb) == 3
-    assert 0 < fb[0] < 0.95, fb                         # first attempts: some right, not all
+    assert c.episodes == 160 and len(fb) == 3
+    assert 0.05 < fb[0] < 0.5, fb                       # first attempts: ~1 in 5 right
     assert fb[2] > fb[0], fb                           # feedback repairs some failures
     assert all(x <= y for x, y in zip(fb, fb[1:]))
     assert 1.0 <= c.turns_mean["feedback"] <= 3.0

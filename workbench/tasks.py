@@ -372,10 +372,22 @@ class CodeTask(SyntheticTask):
     ``workbench.envs.code.CodeFeedbackEnv`` runs after every turn); the reward comes from
     *private* tests at x = 2, 3, 5, so a lookup table of the public values does not pay.
 
-    Worked solutions derive the slope first (``# 7-3=4``, then ``return 4*x+3``); direct ones
-    write a function at a glance: each coefficient near the truth, both exact only by luck.
-    Repairs (``repair_chats``) read the environment's feedback and fix the coefficient its
-    failing test names -- the base ability RL with execution feedback can build on.
+    How the corpus writes it (the tiny model's base ability, ``workbench.tiny``): worked
+    solutions derive the slope first (``# 7-3=4``, then ``return 4*x+3``); direct ones write a
+    function at a glance, the intercept read off ``f(0)`` (right 9 times in 10) and the slope
+    a guess at most one off (right half the time), so a corpus first attempt is right about
+    45% of the time (the model, sampling, much less often). Repairs (``repair_chats``) read the environment's feedback and fix what its failing
+    test names: ``f(0)`` -> copy the expected intercept; ``f(1)`` -> compare got with expected
+    and move the slope one step (``# 10<11, 7+1=8``).
+
+    Held out is the *function*, not the arithmetic. A worked line's fact ``f(1)-f(0)=a`` is its
+    function's own, so a corpus of training functions never shows a held-out one's fact.
+    ``background`` drills those subtraction facts outside any function (three per example),
+    held-out ones included, as a real base model knows ``13-5=8`` from pretraining. Measured
+    on the 1.7M-parameter model within the build budget, two-digit subtraction stays weak even
+    drilled (42 of the 171 facts right with one fact per example), so the repair does not lean
+    on it: comparing two numbers and a one-step move of a digit are what every held-out
+    problem shares with the training ones.
 
     The problem space is small (171 functions by default), so the held-out split is a fixed
     set of ``HELD_OUT`` functions, never trained on, whatever ``n_test`` asks for.
@@ -416,11 +428,22 @@ class CodeTask(SyntheticTask):
         a, b = p
         return [f"# {a + b}-{b}={a}"]
 
+    SLOPE_RIGHT, INTERCEPT_RIGHT = 0.5, 0.9      # how often a direct answer gets each right
+
+    def background(self, rng: random.Random) -> tuple[list[dict], str]:
+        """Three subtraction facts a worked line uses, as (chat prompt, completion):
+        ``13-5=?`` ... -> ``# 13-5=8`` ..., for any slope and intercept in range -- held-out
+        problems' too: they are arithmetic, not functions."""
+        pairs = [(rng.randint(1, self.max_slope), rng.randint(0, self.max_intercept))
+                 for _ in range(3)]
+        return ([{"role": "user", "content": "\n".join(f"{a + b}-{b}=?" for a, b in pairs)}],
+                "\n".join(self.worked_steps(q)[0] for q in pairs))
+
     def estimate(self, p, rng):
         a, b = p
-        if rng.random() >= 0.35:
-            a = max(1, a + rng.choice((-2, -1, 1, 2)))
-        if rng.random() >= 0.35:
+        if rng.random() >= self.SLOPE_RIGHT:
+            a = max(1, a + rng.choice((-1, 1)))
+        if rng.random() >= self.INTERCEPT_RIGHT:
             b = max(0, b + rng.choice((-3, -2, -1, 1, 2, 3)))
         return (a, b)
 
@@ -456,7 +479,8 @@ class CodeTask(SyntheticTask):
     def repair(self, p, attempt: tuple, failing_x: int, rng, *, fix: bool) -> tuple[tuple, str]:
         """The next attempt after ``attempt`` failed the public test at ``failing_x``:
         (coefficients, text). ``fix``: read the failing test and correct the coefficient it
-        names (x=0 -> the intercept; x=1 -> the slope, from f(1) and the intercept); else
+        names (x=0 -> copy the expected intercept; x=1 -> move the slope by expected minus
+        got: ``# 10<11, 7+1=8``: the intercept is right by then, since f(0) passed); else
         guess again at a glance."""
         a, b = p
         if not fix:
@@ -467,8 +491,10 @@ class CodeTask(SyntheticTask):
             new = (attempt[0], want)
             note = f"# f(0) should be {want}"
         else:
-            new = (want - attempt[1], attempt[1])
-            note = f"# f(1) should be {want}: {want}-{attempt[1]}={want - attempt[1]}"
+            got = attempt[0] + attempt[1]
+            d = want - got
+            new = (attempt[0] + d, attempt[1])
+            note = f"# {got}{'>' if d < 0 else '<'}{want}, {attempt[0]}{d:+d}={new[0]}"
         return new, note + "\n" + self.program(*new)
 
     def repair_chats(self, problems: list[tuple], rng: random.Random, *,
