@@ -376,9 +376,10 @@ class CodeTask(SyntheticTask):
     solutions derive the slope first (``# 7-3=4``, then ``return 4*x+3``); direct ones write a
     function at a glance, the intercept read off ``f(0)`` (right 9 times in 10) and the slope
     a guess at most one off (right half the time), so a corpus first attempt is right about
-    45% of the time (the model, sampling, much less often). Repairs (``repair_chats``) read the environment's feedback and fix what its failing
-    test names: ``f(0)`` -> copy the expected intercept; ``f(1)`` -> compare got with expected
-    and move the slope one step (``# 10<11, 7+1=8``).
+    45% of the time (the model, sampling, much less often). Repairs (``repair_chats``) read the
+    environment's feedback and fix what its failing test names: ``f(0)`` -> copy the expected
+    intercept; ``f(1)`` -> compare got with expected and move the slope one step
+    (``# 10<11, 7+1=8``).
 
     Held out is the *function*, not the arithmetic. A worked line's fact ``f(1)-f(0)=a`` is its
     function's own, so a corpus of training functions never shows a held-out one's fact.
