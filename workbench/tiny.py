@@ -95,7 +95,7 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TinySpec)}
 # Tasks whose tiny model needs more than ``TinySpec(tasks=(task,))``: the code task's corpus
 # holds repairs after execution feedback and drilled subtraction facts (``background``); its
 # longer chats get a smaller batch, but it needs 640 steps for sampled first attempts right
-# ~15-25% of the time (400 steps of 24 gave 1-9%), so its build (~260 s on quiet CI) is over
+# ~15-25% of the time (400 steps of 24 gave 1-9%), so its build (292 s on quiet CI) is over
 # the 100 s target (benchmarks/README.md, "RL from execution feedback").
 TASK_SPECS: dict[str, TinySpec] = {
     "code": TinySpec(tasks=("code",), worked_fraction=0.15, corpus_size=6000,
@@ -110,10 +110,9 @@ TASK_SPECS: dict[str, TinySpec] = {
 }
 
 
-# Wall seconds of each task's build on a clean 2-core CI machine (session 4; README). code:
-# session 4's 220 s scaled by this spec's pretraining cost over the previous one's, measured in
-# one process (benchmarks/tiny_code_build.py: 1.88x / 1.59x the default build).
-BUILD_SECONDS = {"sum": 145, "sum_bilingual": 149, "code": 260, "search": 102}
+# Wall seconds of each task's build on a clean 2-core CI machine (session 5's fresh-clone
+# `bash .ci/run`, build_info.json; README).
+BUILD_SECONDS = {"sum": 134, "sum_bilingual": 138, "code": 292, "search": 95}
 
 
 def tiny_spec_for(task: str) -> TinySpec:
