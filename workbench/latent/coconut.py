@@ -173,6 +173,8 @@ def answer_with_thoughts(model, tokenizer, prompts: list[list[dict]], *, n_thoug
     import torch
     from transformers import DynamicCache
 
+    from ..rollouts import sample_token
+
     device = device or next(model.parameters()).device
     bot, eot = tokenizer.convert_tokens_to_ids([BOT, EOT])
     rows = [encode_prompt(tokenizer, p) + [bot] for p in prompts]
@@ -199,12 +201,9 @@ def answer_with_thoughts(model, tokenizer, prompts: list[list[dict]], *, n_thoug
             h = model.model(inputs_embeds=embed(token), attention_mask=mask, position_ids=next_pos,
                             past_key_values=cache, use_cache=True).last_hidden_state
             next_pos = next_pos + 1
-            logits = model.lm_head(h[:, -1])                            # (B, V)
-            if temperature > 0:
-                token = torch.multinomial((logits / temperature).softmax(-1), 1,
-                                          generator=generator)        # (B, 1) sampled
-            else:
-                token = logits.argmax(-1, keepdim=True)               # (B, 1) greedy
+            ids, _ = sample_token(model.lm_head(h[:, -1]), temperature=temperature,
+                                  generator=generator)                # (B,): 0 = greedy
+            token = ids[:, None]                                      # (B, 1)
             written.append(torch.where(done[:, None], tokenizer.pad_token_id, token))
             done |= token[:, 0] == tokenizer.eos_token_id
             if done.all():
