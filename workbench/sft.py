@@ -153,7 +153,6 @@ class SFTTrainer(TrainingLoop):
 
     settings_type = SFTSettings
     label = "SFT"
-    block = "sft"
 
     def __init__(self, settings: SFTSettings | None = None, out: str | Path | None = None, *,
                  traces: list[dict] | None = None, **kwargs):

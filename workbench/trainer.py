@@ -16,6 +16,7 @@ Each step (numbers match notebook 04's sections):
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from dataclasses import replace
@@ -49,7 +50,6 @@ class TrainingLoop:
 
     settings_type: type = TrainSettings
     label = "GRPO"                                      # the progress bar's name
-    block = "grpo"                                      # the settings block only its runs have
 
     def __init__(self, settings=None, out: str | Path | None = None, *,
                  policy: Policy | None = None, task: Task | None = None, resume: bool = False,
@@ -713,9 +713,10 @@ def run_from_cli(loop: type[TrainingLoop], args, settings_from_args) -> tuple[di
     if args.overwrite:
         raise SettingsError("--overwrite replaces a run and --resume continues one: give one.")
     saved = Run.open(args.resume).settings
+    ours = {f.name for f in dataclasses.fields(loop.settings_type)}
     blocks = set(saved) if isinstance(saved, dict) else set()  # from_dict judges the rest
     other = next((kind for block, kind in _KINDS.items()
-                  if block in blocks and block != loop.block), None)
+                  if block in blocks and block not in ours), None)
     if other:
         raise SettingsError(f"{args.resume} is {other[0]} run: resume it with `python -m "
                             f"workbench {other[1]} --resume {args.resume}`.")
@@ -723,7 +724,7 @@ def run_from_cli(loop: type[TrainingLoop], args, settings_from_args) -> tuple[di
     return run_job(loop, settings_from_args(args, base), args.resume, resume=True), args.resume
 
 
-_KINDS = {"grpo": ("a GRPO", "train"), "sft": ("an SFT", "sft")}  # settings block -> run, command
+_KINDS = {"grpo": ("a GRPO", "train"), "sft": ("an SFT", "sft")}   # block -> run, command
 
 
 def _prompt_text(prompt) -> str:
