@@ -163,20 +163,23 @@ def test_code_corpus_shows_feedback_exactly_as_an_episode_does():
     spec = dataclasses.replace(tiny_spec_for("code"), corpus_size=300)
     corpus = corpus_examples(spec)
     repairs = [(p, c) for p, c in corpus if len(p) > 1]
-    assert 0.05 * len(corpus) < len(repairs) < 0.35 * len(corpus)
+    assert 0.3 * len(corpus) < len(repairs) < 0.7 * len(corpus)
     held_out = set(get_task("code", n_train=1).test["question"])
     assert not {p[0]["content"] for p, _ in corpus} & held_out
-    # background: bare subtraction facts in the worked line's words, held-out ones included
-    facts = {line for p, c in corpus if p[0]["content"].endswith("=?")
-             for line in c.split("\n")}
-    assert 0.05 * len(corpus) < sum(p[0]["content"].endswith("=?") for p, _ in corpus)
-    assert all(eval(c[2:].replace("=", "==")) for c in facts)     # noqa: S307 (our own text)
-    writer = get_task("code", n_train=1).writer
-    held_facts = {writer.worked_steps(tuple(json.loads(r["problem"])))[0]
-                  for r in get_task("code", n_train=1).test}
-    full = corpus_examples(dataclasses.replace(tiny_spec_for("code"), repair_fraction=0.0))
-    drilled = {line for p, c in full if p[0]["content"].endswith("=?") for line in c.split("\n")}
-    assert len(held_facts & drilled) >= 0.9 * len(held_facts)
+    # fixes copy the feedback's numbers into the program and pass the test it names (the
+    # other may still fail: an intercept fix keeps the slope); the rest guess again
+    from verifiers import check_code_many
+
+    fixes = [(p, c) for p, c in repairs if c.startswith("# expected ")]
+    assert 0.1 * len(repairs) < len(fixes) < 0.6 * len(repairs)
+    named = []
+    for chat, completion in fixes:
+        lines = [line.strip() for line in chat[-1]["content"].split("\n")]
+        want, got = (x.split(":")[1].strip() for x in lines if x.startswith(("expected:", "got:")))
+        assert completion.split("\n")[0] == f"# expected {want}, got {got}"
+        named.append(next(x for x in lines if x.startswith("First failing test: ")).split(": ")[1])
+    verdicts = check_code_many([dict(completion=c, tests=t) for (_, c), t in zip(fixes, named)])
+    assert all(v.passed for v in verdicts)
     chat, completion = next((p, c) for p, c in repairs if len(p) == 5)
     public = chat[0]["content"].split("\n", 1)[1]         # the question ends with them
     env = CodeFeedbackEnv()
@@ -186,7 +189,7 @@ def test_code_corpus_shows_feedback_exactly_as_an_episode_does():
     assert f"{chat[1]['content']}<|im_end|>\n<|im_start|>user\n{chat[2]['content']}<|im_end|>\n" \
            "<|im_start|>assistant\n" in text
     fields = {k: v for k, v in dataclasses.asdict(TinySpec()).items()
-              if k not in ("repair_fraction", "fix_fraction", "background_fraction")}
+              if k not in ("repair_fraction", "fix_fraction")}
     old_key = hashlib.sha256(json.dumps([FORMAT_VERSION, fields], sort_keys=True)
                              .encode()).hexdigest()[:12]
     assert TinySpec().key() == old_key

@@ -372,23 +372,22 @@ class CodeTask(SyntheticTask):
     ``workbench.envs.code.CodeFeedbackEnv`` runs after every turn); the reward comes from
     *private* tests at x = 2, 3, 5, so a lookup table of the public values does not pay.
 
-    How the corpus writes it (the tiny model's base ability, ``workbench.tiny``): worked
-    solutions derive the slope first (``# 7-3=4``, then ``return 4*x+3``); direct ones write a
-    function at a glance, the intercept read off ``f(0)`` (right 9 times in 10) and the slope
-    a guess at most one off (right half the time), so a corpus first attempt is right about
-    45% of the time (the model, sampling, much less often). Repairs (``repair_chats``) read the
-    environment's feedback and fix what its failing test names: ``f(0)`` -> copy the expected
-    intercept; ``f(1)`` -> compare got with expected and move the slope one step
-    (``# 10<11, 7+1=8``).
+    How the corpus writes it (the tiny model's base ability, ``workbench.tiny``):
 
-    Held out is the *function*, not the arithmetic. A worked line's fact ``f(1)-f(0)=a`` is its
-    function's own, so a corpus of training functions never shows a held-out one's fact.
-    ``background`` drills those subtraction facts outside any function (three per example),
-    held-out ones included, as a real base model knows ``13-5=8`` from pretraining. Measured
-    on the 1.7M-parameter model within the build budget, two-digit subtraction stays weak even
-    drilled (42 of the 171 facts right with one fact per example), so the repair does not lean
-    on it: comparing two numbers and a one-step move of a digit are what every held-out
-    problem shares with the training ones.
+    * A first attempt needs the slope ``f(1)-f(0)``, a subtraction the 1.7M-parameter model
+      mostly gets wrong. Worked solutions write it out (``# 7-3=4``, then ``return 4*x+3``);
+      direct ones read the intercept off ``f(0)`` (right 9 times in 10) and guess the slope
+      (right half the time). The model's own first attempts are right about 1 time in 10.
+    * A repair (``repair_chats``) follows a wrong attempt and the environment's real feedback.
+      Most of the time it guesses again, ignoring the feedback; a ``fix_fraction`` of the time
+      it reads the feedback and *copies* its numbers into the program, letting Python do the
+      arithmetic: ``# expected 7, got 8`` then ``return (5+7-8)*x+3``. Copying is within the
+      tiny model's reach on every problem, held-out ones included.
+
+    So the base model can use feedback but mostly does not, and when it does, its sampled copies
+    are often wrong: the skill RL from execution feedback has to amplify (RLEF, arXiv
+    2410.02089, finds instruct models barely change their code between turns). An episode
+    whose feedback describes another problem copies the wrong numbers.
 
     The problem space is small (171 functions by default), so the held-out split is a fixed
     set of ``HELD_OUT`` functions, never trained on, whatever ``n_test`` asks for.
@@ -431,15 +430,6 @@ class CodeTask(SyntheticTask):
 
     SLOPE_RIGHT, INTERCEPT_RIGHT = 0.5, 0.9      # how often a direct answer gets each right
 
-    def background(self, rng: random.Random) -> tuple[list[dict], str]:
-        """Three subtraction facts a worked line uses, as (chat prompt, completion):
-        ``13-5=?`` ... -> ``# 13-5=8`` ..., for any slope and intercept in range -- held-out
-        problems' too: they are arithmetic, not functions."""
-        pairs = [(rng.randint(1, self.max_slope), rng.randint(0, self.max_intercept))
-                 for _ in range(3)]
-        return ([{"role": "user", "content": "\n".join(f"{a + b}-{b}=?" for a, b in pairs)}],
-                "\n".join(self.worked_steps(q)[0] for q in pairs))
-
     def estimate(self, p, rng):
         a, b = p
         if rng.random() >= self.SLOPE_RIGHT:
@@ -477,26 +467,33 @@ class CodeTask(SyntheticTask):
         train = self._draw(TASK_SEED + 1, n_train, skip=held_out, distinct=False)
         return train, held_out_list[:n_test], held_out
 
-    def repair(self, p, attempt: tuple, failing_x: int, rng, *, fix: bool) -> tuple[tuple, str]:
-        """The next attempt after ``attempt`` failed the public test at ``failing_x``:
-        (coefficients, text). ``fix``: read the failing test and correct the coefficient it
-        names (x=0 -> copy the expected intercept; x=1 -> move the slope by expected minus
-        got: ``# 10<11, 7+1=8``: the intercept is right by then, since f(0) passed); else
-        guess again at a glance."""
-        a, b = p
+    def repair(self, p, attempt: tuple, feedback: tuple[int, int, int], rng, *,
+               fix: bool) -> tuple[tuple, str]:
+        """The next attempt after ``attempt`` failed: (coefficients, text).
+
+        ``feedback``: (x, expected, got) of the first failing public test, as the environment
+        reported it. ``fix``: read the feedback and copy its numbers into the program, letting
+        Python do the arithmetic -- x=0 names the intercept (``return 5*x+3``: the expected
+        value *is* the intercept); x=1 names the slope, since f(0) passed by then
+        (``return (5+7-8)*x+3``: the old slope plus expected minus got). Else guess again at a
+        glance. Copying is what the tiny model can learn, so every held-out problem's repair is
+        within its reach; a first attempt needs the subtraction it mostly gets wrong."""
         if not fix:
             guess = self.estimate(p, rng)
             return guess, self.program(*guess)
-        want = a * failing_x + b
-        if failing_x == 0:
+        x, want, got = feedback
+        note = f"# expected {want}, got {got}"
+        if x == 0:
             new = (attempt[0], want)
-            note = f"# f(0) should be {want}"
-        else:
-            got = attempt[0] + attempt[1]
-            d = want - got
-            new = (attempt[0] + d, attempt[1])
-            note = f"# {got}{'>' if d < 0 else '<'}{want}, {attempt[0]}{d:+d}={new[0]}"
-        return new, note + "\n" + self.program(*new)
+            return new, f"{note}\n{self.program(*new)}"
+        new = (attempt[0] + want - got, attempt[1])
+        return new, f"{note}\ndef f(x):\n    return ({attempt[0]}+{want}-{got})*x+{attempt[1]}"
+
+    @staticmethod
+    def _failing(p: tuple, attempt: tuple) -> tuple[int, int, int]:
+        """(x, expected, got) of the first public test ``attempt`` fails (it must fail one)."""
+        x = 0 if attempt[1] != p[1] else 1
+        return x, p[0] * x + p[1], attempt[0] * x + attempt[1]
 
     def repair_chats(self, problems: list[tuple], rng: random.Random, *,
                      fix_fraction: float) -> list[tuple[list[dict], str]]:
@@ -510,15 +507,17 @@ class CodeTask(SyntheticTask):
 
         plans = []
         for p in problems:
-            first = self.estimate(p, rng)
-            while first == p:
-                first = self.estimate(p, rng)
+            first = p
+            while first == p:          # a near miss, or (half the time) any slope at all,
+                first = self.estimate(p, rng)           # as a model that cannot subtract has
+                if rng.random() < 0.5:
+                    first = (rng.randint(1, self.max_slope), first[1])
             fix = rng.random() < fix_fraction
-            second, text2 = self.repair(p, first, 0 if first[1] != p[1] else 1, rng, fix=fix)
+            second, text2 = self.repair(p, first, self._failing(p, first), rng, fix=fix)
             third = None
             if second != p and rng.random() < 0.5:
                 fix3 = rng.random() < fix_fraction
-                third = self.repair(p, second, 0 if second[1] != p[1] else 1, rng, fix=fix3)
+                third = self.repair(p, second, self._failing(p, second), rng, fix=fix3)
             plans.append((p, first, text2, second, third))
 
         def run(plan):
