@@ -217,7 +217,7 @@ def test_tiny_code_model_has_first_attempts_and_repairs(code_policy, code_task):
                          modes=("feedback",))          # 40 episodes may show none
     fb = c.by_attempt["feedback"]
     assert c.episodes == 160 and len(fb) == 3
-    assert 0.05 < fb[0] < 0.5, fb                       # first attempts: ~1 in 5 right
+    assert 0.05 < fb[0] < 0.5, fb                       # first attempts: ~1 in 10 right
     assert fb[2] > fb[0], fb                           # feedback repairs some failures
     assert all(x <= y for x, y in zip(fb, fb[1:]))
     assert 1.0 <= c.turns_mean["feedback"] <= 3.0
@@ -245,3 +245,33 @@ def test_cli_trains_the_code_task(code_policy, tmp_path):
         models = [x for x in t["turns"] if x["role"] == "model"]
         assert 1 <= len(models) <= 2 and "status" in models[0]["info"]
         assert set(t["components"]) == {"answer", "no_code"}
+
+
+def test_tiny_code_model_can_copy_feedback_into_a_repair(code_policy, code_task):
+    """The planted skill RL amplifies, on held-out problems: made to start a repair
+    (``# expected``) after a wrong attempt and its real feedback, the greedy model copies the
+    feedback's numbers and passes the public tests some of the time -- not never (nothing to
+    amplify), not always (nothing left for RL)."""
+    import random
+
+    from verifiers import check_code_many
+
+    model, tok = code_policy.model, code_policy.tokenizer
+    rng, outs = random.Random(0), []
+    rows = list(code_task.test)
+    for row in rows:
+        a, b = _problem(row)
+        first = (a % 9 + 1, b) if rng.random() < 0.5 else (a, b + 1)   # slope or intercept off
+        env = CodeFeedbackEnv()
+        chat = list(env.reset(row))
+        attempt = code_task.writer.program(*first)
+        chat += [{"role": "assistant", "content": attempt},
+                 {"role": "user", "content": env.step(attempt).feedback}]
+        text = tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        ids = tok(text + "# expected", return_tensors="pt").input_ids
+        out = model.generate(ids, max_new_tokens=30, do_sample=False)
+        outs.append("# expected" + tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True))
+    verdicts = check_code_many([dict(completion=o, tests=r["public_tests"])
+                                for o, r in zip(outs, rows)])
+    passed = sum(v.passed for v in verdicts)
+    assert 0.1 * len(rows) <= passed <= 0.9 * len(rows), (passed, outs[:4])
