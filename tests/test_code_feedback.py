@@ -275,3 +275,19 @@ def test_tiny_code_model_can_copy_feedback_into_a_repair(code_policy, code_task)
                                 for o, r in zip(outs, rows)])
     passed = sum(v.passed for v in verdicts)
     assert 0.1 * len(rows) <= passed <= 0.9 * len(rows), (passed, outs[:4])
+
+
+def test_code_model_is_rebuilt_when_its_repairs_are_written_differently(monkeypatch):
+    """The cache key follows the code that writes the corpus's repairs, as it follows the
+    feedback's wording: a model that learned another repair is never reused."""
+    from workbench.tasks import CodeTask
+    from workbench.tiny import TinySpec, tiny_spec_for
+
+    before, plain = tiny_spec_for("code").key(), TinySpec().key()
+
+    def repair(self, p, attempt, feedback, rng, *, fix):         # another way to repair
+        return attempt, self.program(*attempt)
+
+    monkeypatch.setattr(CodeTask, "repair", repair)
+    assert tiny_spec_for("code").key() != before
+    assert TinySpec().key() == plain                   # models without repairs: unchanged

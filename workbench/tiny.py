@@ -79,7 +79,7 @@ class TinySpec:
         for name in _KEY_OPTIONAL:
             if fields[name] == _DEFAULTS[name]:
                 del fields[name]
-        extra = [_feedback_fingerprint()] if self.repair_fraction else []
+        extra = [_feedback_fingerprint(self.tasks)] if self.repair_fraction else []
         if "search" in self.tasks:                  # the corpus holds search results
             extra.append(_search_fingerprint())
         blob = json.dumps([FORMAT_VERSION, fields] + extra, sort_keys=True)
@@ -118,18 +118,26 @@ def tiny_spec_for(task: str) -> TinySpec:
     return TASK_SPECS.get(task, TinySpec(tasks=(task,)))
 
 
-def _feedback_fingerprint() -> str:
-    """A hash of the functions that write execution feedback: the corpus holds feedback text,
-    so a change to how feedback reads must rebuild the model that learned to read it. (The
-    checker's verdict wording feeds it too; changing that needs a ``FORMAT_VERSION`` bump.)"""
+def _feedback_fingerprint(tasks: tuple[str, ...]) -> str:
+    """A hash of the functions that write execution feedback and the repairs that read it: the
+    corpus holds both, so a change to how feedback or a repair reads must rebuild the model
+    that learned them. (The checker's verdict wording feeds it too; changing that needs a
+    ``FORMAT_VERSION`` bump.)"""
     import inspect
 
     from verifiers.code import execution_feedback
 
     from .envs import code
+    from .tasks import TASKS
 
-    src = "".join(inspect.getsource(f) for f in (execution_feedback, code.clean_feedback,
-                                                 code.CodeFeedbackEnv.feedback))
+    funcs = [execution_feedback, code.clean_feedback, code.CodeFeedbackEnv.feedback]
+    for name in tasks:
+        writer = TASKS[name]
+        if hasattr(writer, "repair_chats"):
+            funcs += [getattr(writer, f) for f in ("repair_chats", "repair", "_failing",
+                                                   "estimate", "program")
+                      if hasattr(writer, f)]
+    src = "".join(inspect.getsource(f) for f in funcs)
     return hashlib.sha256((src + repr(code.FEEDBACK_CHARS)).encode()).hexdigest()[:12]
 
 
