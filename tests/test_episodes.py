@@ -167,9 +167,12 @@ class _Counting(torch.nn.Module):
 
 def test_rows_rejoin_without_waiting_for_the_slowest_and_match_episodes_run_alone(tiny_policy):
     """Continuous batching: turns end at different times and rows go on with their next turn
-    while others still decode; each greedy episode is token for token the episode run alone,
-    and the batch needs fewer decode steps than turn-synchronous stepping (each turn as long as
-    its longest row)."""
+    while others still decode; each greedy episode is token for token the episode run alone.
+
+    Whether that takes fewer decode forwards than turn by turn depends on the turn lengths, so
+    it is measured (``benchmarks/episodes.py``: 39 vs 45), not asserted: these six rows took
+    fewer where this was written (38 vs 40) and more with the tiny model built on an Intel Xeon,
+    whose turns end elsewhere (21 vs 17)."""
     tok = tiny_policy.tokenizer
     rows = _rows(6)
     counting = _Counting(tiny_policy.model)
@@ -188,10 +191,8 @@ def test_rows_rejoin_without_waiting_for_the_slowest_and_match_episodes_run_alon
         spans = [len(s) for s in "".join(map(str, act)).split("0") if s]
         turn_lengths.append(spans)
     assert len({tuple(t) for t in turn_lengths}) > 1 and max(map(len, turn_lengths)) > 1
-    in_step = max(map(len, turn_lengths))
-    # turn by turn, turn k takes (its longest row - 1) forwards: its last token needs none
-    synchronous = sum(max(t[k] for t in turn_lengths if len(t) > k) - 1 for k in range(in_step))
-    assert counting.decodes < synchronous
+    # at least the longest episode's own forwards (a turn's first token comes from a prefill)
+    assert counting.decodes >= max(sum(t) - len(t) for t in turn_lengths)
 
 
 class _Scripted(torch.nn.Module):

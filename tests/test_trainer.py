@@ -216,8 +216,8 @@ def test_shared_prompt_logps_and_gradients_equal_whole_rows(tiny_policy):
     model.zero_grad(set_to_none=True)
     assert results[True][0].shape[1] == int(comps.lengths[rows].max())   # padding cut
     for a, b in zip(results[True], results[False]):          # equal up to float32 rounding
-        err = float((a - b).abs().max() / b.abs().max())
-        assert err < 1e-5, err
+        err = float((a - b).abs().max() / b.abs().max())    # (its size depends on the CPU's
+        assert err < 1e-4, err                              # kernels: 1e-5 seen on a Xeon)
 
 
 def test_length_pieces_partition_rows_and_split_only_when_it_pays():
@@ -259,7 +259,7 @@ def test_update_in_pieces_equals_one_forward_for_every_loss_type(tiny_policy, mo
             monkeypatch.undo()
         tiny_policy.model.load_state_dict(state)
         err = float((grads[0] - grads[1]).abs().max() / grads[1].abs().max())
-        assert err < 1e-5, (loss_type, err)
+        assert err < 1e-4, (loss_type, err)                 # float32 order: 3e-5 on a Xeon
 
 
 @pytest.mark.parametrize("tier", ["plain", "bnb4"])
