@@ -93,7 +93,7 @@ _DEFAULTS = {f.name: f.default for f in dataclasses.fields(TinySpec)}
 # is half repairs after real execution feedback (3 in 10 of them copy the feedback's numbers
 # into the program, the rest guess again); its long chats get a smaller batch. 600 steps are
 # what it takes for copies to come out right under greedy decoding (400 steps: a sampled fix
-# passed 1 time in 9); the build (227 s on 2 quiet cores) is over the 100 s target
+# passed 1 time in 9); the build (227-237 s on 2 quiet cores) is over the 100 s target
 # (benchmarks/README.md, "RL from execution feedback").
 TASK_SPECS: dict[str, TinySpec] = {
     "code": TinySpec(tasks=("code",), worked_fraction=0.15, corpus_size=6000,
@@ -108,9 +108,9 @@ TASK_SPECS: dict[str, TinySpec] = {
 }
 
 
-# Wall seconds of each task's build on a clean 2-core machine (build_info.json of session 5's
-# fresh-clone `bash .ci/run`; code: session 6's build of the copy-based corpus; README).
-BUILD_SECONDS = {"sum": 134, "sum_bilingual": 138, "code": 227, "search": 95}
+# Wall seconds of each task's build on a clean 2-core machine (build_info.json of session 6's
+# fresh-clone `bash .ci/run`, an Intel Xeon; an AMD EPYC took up to 1.4x longer; README).
+BUILD_SECONDS = {"sum": 93, "sum_bilingual": 107, "code": 237, "search": 90}
 
 
 def tiny_spec_for(task: str) -> TinySpec:
